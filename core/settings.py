@@ -1,0 +1,170 @@
+"""Settings: built once from embedded defaults, an optional TOML file and the environment.
+
+Every key can be overridden by an environment variable named after it:
+``section.key`` -> ``CALLCENTER_SECTION_KEY``, top-level ``data_dir`` -> ``CALLCENTER_DATA_DIR``.
+Nothing else in the code reads ``os.environ``; the settings object is passed down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from datetime import time
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo
+
+ENV_PREFIX = "CALLCENTER_"
+
+
+class SettingsError(ValueError):
+    """A configuration file or variable that cannot be used; the message names it."""
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "callcenter"
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    session_hours: int = 12
+    # Set true behind HTTPS so the session cookie never travels in clear text.
+    cookie_secure: bool = False
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    # Empty means a SQLite file in the data directory.
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    """Time limits of PROCESS.md; each is a setting with the documented default."""
+
+    record_minutes: int = 2  # front desk records (reviews) the call
+    notify_minutes: int = 3  # engineering is notified after recording
+    price_review_minutes: int = 15  # supervisor reviews a non-standard item
+    paid_now_arrival_minutes: int = 10  # paid in-home item, resident wants it now
+    appointment_lead_minutes: int = 5  # arrive this long before the appointment
+    public_notify_minutes: int = 10  # public-facility report: notify engineering
+    public_arrival_minutes: int = 15  # public-facility report: arrive
+    emergency_arrival_minutes: int = 30
+    emergency_completion_hours: int = 8
+    general_completion_hours: int = 24
+    small_completion_hours: int = 48
+    non_urgent_completion_hours: int = 72
+    eta_slip_minutes: int = 20  # call the resident when the ETA slips by this much
+    daily_report_time: str = "17:00"  # every ticket not done by then is listed
+
+    def daily_report_at(self) -> time:
+        hour, minute = self.daily_report_time.split(":")
+        return time(int(hour), int(minute))
+
+
+@dataclass(frozen=True)
+class AsrSettings:
+    # Empty: the model installed by `callcenter setup asr` in the data directory.
+    model_path: str = ""
+    end_silence_seconds: float = 1.0
+    max_utterance_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    timezone: str = "Asia/Shanghai"
+    property_name: str = "物业服务中心"
+    web: WebSettings = field(default_factory=WebSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    sla: SlaSettings = field(default_factory=SlaSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'callcenter.db'}"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults, then the TOML file (``path`` or ``CALLCENTER_CONFIG``), then the environment."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(ENV_PREFIX + "CONFIG")
+    file_values: dict[str, Any] = {}
+    if path:
+        try:
+            file_values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"配置文件不存在 / config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise SettingsError(f"配置文件格式错误 / invalid TOML in {path}: {error}") from None
+    return _build(Settings, file_values, environ, prefix=ENV_PREFIX, where="")
+
+
+def _build(cls: type, values: dict[str, Any], environ: Mapping[str, str], prefix: str, where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise SettingsError(f"未知配置项 / unknown setting: {', '.join(where + k for k in sorted(unknown))}")
+    built = cls()
+    changes: dict[str, Any] = {}
+    for name, f in known.items():
+        current = getattr(built, name)
+        env_name = prefix + name.upper()
+        if is_dataclass(current):
+            section = values.get(name, {})
+            if not isinstance(section, dict):
+                raise SettingsError(f"配置项 {where}{name} 应为表 / must be a table")
+            changes[name] = _build(type(current), section, environ, env_name + "_", f"{where}{name}.")
+            continue
+        if name in values:
+            changes[name] = _coerce(values[name], current, where + name)
+        if env_name in environ:
+            changes[name] = _coerce(environ[env_name], current, env_name, from_env=True)
+    return replace(built, **changes)
+
+
+def _coerce(value: Any, default: Any, name: str, from_env: bool = False) -> Any:
+    """Give a file or environment value the type of the default it replaces."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if isinstance(default, Path):
+            return Path(value).expanduser()
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, (list, tuple)):
+            if from_env:
+                text = value.strip()
+                value = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+            return type(default)(value)
+        if isinstance(default, str):
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise SettingsError(f"配置项 {name} 的值无效 / invalid value {value!r}") from None
+    return value

@@ -1,0 +1,262 @@
+"""Storage: SQLAlchemy 2 models and the engine (SQLite by default, PostgreSQL by URL).
+
+Times are stored in UTC and come back timezone-aware; pages convert to Asia/Shanghai.
+The schema is changed only through Alembic migrations in ``core/migrations``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+from core.tickets import Channel, Role, Status, Urgency
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (no time zones) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware one")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Ticket(Base):
+    """One 维修单 through its whole life."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(16), unique=True)
+    status: Mapped[Status] = mapped_column(String(16), index=True)
+    status_changed_at: Mapped[datetime]
+    channel: Mapped[Channel] = mapped_column(String(8))
+    urgency: Mapped[Urgency] = mapped_column(String(12), index=True)
+    category: Mapped[str] = mapped_column(String(24), default="other")
+    # 报修人, 联系电话, 房号 (栋-单元-室) or a public area (电梯, 车库, 楼道 ...)
+    reporter_name: Mapped[str] = mapped_column(String(64), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="", index=True)
+    building: Mapped[str] = mapped_column(String(16), default="", index=True)
+    unit: Mapped[str] = mapped_column(String(16), default="")
+    room: Mapped[str] = mapped_column(String(16), default="")
+    area: Mapped[str] = mapped_column(String(32), default="")
+    description: Mapped[str] = mapped_column(Text)  # 报修内容
+    reported_at: Mapped[datetime] = mapped_column(index=True)  # 报修时间
+    received_by: Mapped[str] = mapped_column(String(64), default="")  # 接报人
+    appointment_start: Mapped[datetime | None]  # 预约维修时间
+    appointment_end: Mapped[datetime | None]
+    is_vip: Mapped[bool] = mapped_column(Boolean, default=False)
+    # 有偿 in-home work priced from the fee standard; public-area work is free.
+    is_paid: Mapped[bool] = mapped_column(Boolean, default=False)
+    fee_item_id: Mapped[int | None] = mapped_column(ForeignKey("fee_items.id"))
+    quoted_fee: Mapped[float | None] = mapped_column(Float)
+    engineer_id: Mapped[int | None] = mapped_column(ForeignKey("engineers.id"), index=True)
+    dispatched_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]  # 接单时间
+    arrived_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]  # 完成时间
+    postponed_until: Mapped[datetime | None]  # 暂缓: the time promised to the resident
+    # After the visit: 实际维修项目, 材料费/人工费, 客户提供材料的验证结果, 客户签名确认
+    actual_item: Mapped[str] = mapped_column(Text, default="")
+    material_fee: Mapped[float | None] = mapped_column(Float)
+    labour_fee: Mapped[float | None] = mapped_column(Float)
+    material_check: Mapped[str | None] = mapped_column(String(8))
+    customer_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    rating: Mapped[str | None] = mapped_column(String(8))  # 回访 result
+    cancel_reason: Mapped[str | None] = mapped_column(String(24))
+    remarks: Mapped[str] = mapped_column(Text, default="")  # 备注
+    # The deadline of the present state, kept in step so "overdue" is one indexed query.
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+    updated_at: Mapped[datetime] = mapped_column(index=True)
+
+    engineer: Mapped[Engineer | None] = relationship(lazy="joined")
+    events: Mapped[list[TicketEvent]] = relationship(
+        back_populates="ticket", order_by="TicketEvent.id", cascade="all, delete-orphan"
+    )
+
+
+class TicketEvent(Base):
+    """Who did what to a ticket, when: every transition, correction and note."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))  # a username, or "hotline" for the IVR
+    kind: Mapped[str] = mapped_column(String(16))  # created | transition | edit | note
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any] | None]
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class TicketCounter(Base):
+    """The last sequence number handed out per local day (ticket numbers read over the phone)."""
+
+    __tablename__ = "ticket_counters"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class Resident(Base):
+    """The resident directory: a caller's number tells us who and where they are."""
+
+    __tablename__ = "residents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    building: Mapped[str] = mapped_column(String(16), default="")
+    unit: Mapped[str] = mapped_column(String(16), default="")
+    room: Mapped[str] = mapped_column(String(16), default="")
+
+
+class Engineer(Base):
+    __tablename__ = "engineers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    sip_uri: Mapped[str] = mapped_column(String(128), default="")
+    skills: Mapped[list[Any]] = mapped_column(default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class User(Base):
+    """A staff account of the web console."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(64), default="")
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[Role] = mapped_column(String(16))
+    engineer_id: Mapped[int | None] = mapped_column(ForeignKey("engineers.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class WebSession(Base):
+    """A login; only the token's hash is stored, so a leaked database opens no session."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class FeeItem(Base):
+    """One line of the 《有偿维修收费标准》 that the manager maintains."""
+
+    __tablename__ = "fee_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(24), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    category: Mapped[str] = mapped_column(String(24), default="other")
+    unit: Mapped[str] = mapped_column(String(16), default="次")
+    material_fee: Mapped[float] = mapped_column(Float, default=0.0)
+    labour_fee: Mapped[float] = mapped_column(Float, default=0.0)
+    note: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CallRecord(Base):
+    """Every call the voice side handles, answered or not."""
+
+    __tablename__ = "call_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound
+    line: Mapped[str] = mapped_column(String(32), default="")
+    caller: Mapped[str] = mapped_column(String(64), default="")
+    called: Mapped[str] = mapped_column(String(64), default="")
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(24), default="")
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    recording_path: Mapped[str] = mapped_column(String(256), default="")
+    transcript: Mapped[dict[str, Any] | None]
+
+
+# --- engine and sessions ---------------------------------------------------------
+
+
+def normalise_url(url: str) -> str:
+    """Plain ``postgresql://`` URLs use psycopg 3, the driver we ship."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the web console read while an IVR call writes; SQLite needs foreign keys asked for.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_session_factory(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,149 @@
+"""Shared fixtures: a real database per test (SQLite file, and PostgreSQL when available),
+the settings that point at it, a controllable clock, the app, and a live server for browsers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from core import migrate
+from core.settings import DatabaseSettings, load_settings
+from core.store import make_engine, make_session_factory
+from tests.support.postgres import PostgresServer, free_port
+
+REQUIRE_POSTGRES = os.environ.get("CALLCENTER_REQUIRE_POSTGRES") == "1"
+_database_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of a PostgreSQL server to make test databases in, or a skip saying why not."""
+    url = os.environ.get("CALLCENTER_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    try:
+        server = PostgresServer()
+        url = server.start()
+    except (FileNotFoundError, OSError) as error:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL required (CALLCENTER_REQUIRE_POSTGRES=1) but not startable: {error}")
+        pytest.skip(f"no PostgreSQL server here: {error}")
+    yield url
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """Every test that stores data runs on both databases the product supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'callcenter.db'}"
+        return
+    server_url = request.getfixturevalue("postgres_server")
+    name = f"test_{os.getpid()}_{next(_database_names)}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path, db_url):
+    base = load_settings(environ={"CALLCENTER_DATA_DIR": str(tmp_path / "data")})
+    return replace(base, database=DatabaseSettings(url=db_url))
+
+
+@pytest.fixture
+def engine(settings):
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine):
+    return make_session_factory(engine)
+
+
+class Clock:
+    """A clock the test moves by hand; starts at a Monday 10:00 in Shanghai."""
+
+    def __init__(self, start: datetime | None = None):
+        self.now = start or datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+class LiveServer:
+    """The real app served on a loopback port from a background thread (for browsers)."""
+
+    def __init__(self, settings, sessions):
+        self.settings, self.sessions = settings, sessions
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._started = threading.Event()
+
+    def _serve(self) -> None:
+        from aiohttp import web
+
+        from callcenter.web.app import create_app
+
+        asyncio.set_event_loop(self._loop)
+        self._runner = web.AppRunner(create_app(self.settings, self.sessions))
+        self._loop.run_until_complete(self._runner.setup())
+        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+        self._started.set()
+        self._loop.run_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+        assert self._started.wait(15), "live server did not start"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(15)
+
+    def add_user(self, username, password, role, engineer_name=None):
+        from core.accounts import add_user
+
+        with self.sessions() as session, session.begin():
+            add_user(session, username, password, role, datetime.now(timezone.utc),
+                     engineer_name=engineer_name or "")
+
+    def add_engineer(self, name, phone, skills=()):
+        from core.store import Engineer
+
+        with self.sessions() as session, session.begin():
+            session.add(Engineer(name=name, phone=phone, skills=list(skills)))
+
+
+@pytest.fixture
+def live_server(settings, sessions):
+    server = LiveServer(settings, sessions)
+    server.start()
+    yield server
+    server.stop()

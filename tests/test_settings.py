@@ -1,0 +1,54 @@
+"""Configuration: embedded defaults, a TOML file, and an environment variable for every key."""
+
+from pathlib import Path
+
+import pytest
+
+from core.settings import SettingsError, load_settings
+
+
+def test_embedded_defaults_need_no_file(tmp_path):
+    settings = load_settings(environ={"XDG_DATA_HOME": str(tmp_path)})
+    assert (settings.web.host, settings.web.port, settings.timezone) == ("127.0.0.1", 8080, "Asia/Shanghai")
+    assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("callcenter.db")
+    assert settings.sla.emergency_arrival_minutes == 30 and settings.sla.daily_report_time == "17:00"
+
+
+def test_file_then_environment(tmp_path):
+    config = tmp_path / "site.toml"
+    config.write_text('data_dir = "/srv/cc"\nproperty_name = "阳光花园物业"\n[web]\nport = 9000\n'
+                      '[sla]\nemergency_arrival_minutes = 15\n', encoding="utf-8")
+    settings = load_settings(config, environ={"CALLCENTER_WEB_PORT": "9100",
+                                              "CALLCENTER_DATABASE_URL": "postgresql://u@db/cc",
+                                              "CALLCENTER_SLA_NOTIFY_MINUTES": "5",
+                                              "CALLCENTER_WEB_COOKIE_SECURE": "true"})
+    assert settings.data_dir == Path("/srv/cc") and settings.property_name == "阳光花园物业"
+    assert settings.web.port == 9100 and settings.web.cookie_secure is True
+    assert settings.sla.emergency_arrival_minutes == 15 and settings.sla.notify_minutes == 5
+    assert settings.database_url == "postgresql://u@db/cc"
+
+
+def test_config_file_from_the_environment(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[web]\nport = 8123\n")
+    assert load_settings(environ={"CALLCENTER_CONFIG": str(config)}).web.port == 8123
+
+
+@pytest.mark.parametrize(("text", "environ", "message"), [
+    ("[web]\nprot = 1\n", {}, "unknown setting: web.prot"),
+    ("web = 3\n", {}, "must be a table"),
+    ("[web]\nport = 'x'\n", {}, "web.port"),
+    ("[web\n", {}, "invalid TOML"),
+    ("", {"CALLCENTER_WEB_PORT": "eighty"}, "CALLCENTER_WEB_PORT"),
+    ("", {"CALLCENTER_WEB_COOKIE_SECURE": "maybe"}, "CALLCENTER_WEB_COOKIE_SECURE"),
+])
+def test_bad_configuration_names_the_key(tmp_path, text, environ, message):
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(config, environ=environ)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SettingsError, match="not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
