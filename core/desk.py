@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from core.settings import Settings, SlaSettings
 from core.store import Engineer, FeeItem, Resident, Ticket, TicketCounter, TicketEvent
 from core.tickets import (
+    CATEGORY_NAMES,
     CLOSED,
     RATINGS,
     Channel,
@@ -31,18 +32,6 @@ from core.tickets import (
     on_time,
     rule_for,
 )
-
-CATEGORIES = {
-    "plumbing": "给排水",
-    "electrical": "电路",
-    "gas": "燃气",
-    "elevator": "电梯",
-    "doors_windows": "门窗",
-    "structure": "土建",
-    "appliance": "家电",
-    "public_facility": "公共设施",
-    "other": "其他",
-}
 
 PHONE_PATTERN = re.compile(r"^\+?\d{3,20}$")
 
@@ -114,7 +103,7 @@ def parse_new_ticket(payload: Any, tz: ZoneInfo) -> NewTicket:
     if ticket.phone and not PHONE_PATTERN.match(ticket.phone):
         errors["phone"] = "联系电话格式不正确"
     ticket.category = text("category", 24) or "other"
-    if ticket.category not in CATEGORIES:
+    if ticket.category not in CATEGORY_NAMES:
         errors["category"] = "未知的报修类别"
     ticket.urgency = _choice(payload, "urgency", Urgency, Urgency.NORMAL, errors, "紧急程度无效")
     ticket.channel = _choice(payload, "channel", Channel, Channel.DESK, errors, "来源渠道无效")
@@ -255,7 +244,7 @@ def transition(session: Session, ticket: Ticket, request: TransitionRequest, act
         if current == request.to and engineer.id == ticket.engineer_id:
             raise TransitionError("改派需要选择另一位维修人员")
         data["engineer"] = {"id": engineer.id, "name": engineer.name, "previous_id": ticket.engineer_id}
-        ticket.engineer_id = engineer.id
+        ticket.engineer_id, ticket.engineer = engineer.id, engineer
         ticket.dispatched_at = now
         ticket.accepted_at = ticket.arrived_at = None
     if request.to == Status.ACCEPTED:

@@ -60,6 +60,20 @@ class Urgency(enum.StrEnum):
 URGENCY_NAMES = {Urgency.EMERGENCY: "紧急", Urgency.NORMAL: "一般", Urgency.LOW: "不急"}
 
 
+# What the repair is about (triage reads it from a caller's words; fee items are filed by it).
+CATEGORY_NAMES = {
+    "plumbing": "给排水",
+    "electrical": "电路",
+    "gas": "燃气",
+    "elevator": "电梯",
+    "doors_windows": "门窗",
+    "structure": "土建",
+    "appliance": "家电",
+    "public_facility": "公共设施",
+    "other": "其他",
+}
+
+
 class Channel(enum.StrEnum):
     PHONE = "phone"
     DESK = "desk"

@@ -1,0 +1,67 @@
+"""Wiring: configuration -> database -> web console (and, as they arrive, the voice parts)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timezone
+
+from aiohttp import web
+from sqlalchemy import select
+
+from callcenter.web.app import create_app
+from core import migrate
+from core.accounts import add_user
+from core.settings import Settings
+from core.store import User, make_engine, make_session_factory
+
+log = logging.getLogger("callcenter")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def open_database(settings: Settings):
+    """The engine on an up-to-date schema: a first start creates the database by itself."""
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    return engine
+
+
+def ensure_first_admin(settings: Settings, sessions) -> None:
+    """On a first start with no accounts, make ``admin`` with a random password kept in a
+    file only the service user can read, so nobody ships or guesses a default password."""
+    with sessions() as session, session.begin():
+        if session.scalar(select(User.id).limit(1)) is not None:
+            return
+        password = secrets.token_urlsafe(12)
+        add_user(session, "admin", password, "admin", datetime.now(timezone.utc), "管理员")
+    path = settings.data_dir / "initial-admin-password"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(password + "\n")
+    log.warning("first start: log in as 'admin' with the password in %s, then change it", path)
+
+
+def build_app(settings: Settings) -> web.Application:
+    engine = open_database(settings)
+    ensure_first_admin(settings, make_session_factory(engine))
+    app = create_app(settings, make_session_factory(engine))
+
+    async def dispose_engine(_app):
+        engine.dispose()
+
+    app.on_cleanup.append(dispose_engine)
+    return app
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    host = host or settings.web.host
+    port = port or settings.web.port
+    log.info("data directory %s, database %s", settings.data_dir,
+             settings.database_url.split("@")[-1])  # never log a password from the URL
+    app = build_app(settings)
+    log.info("no telephone lines configured: running the web console alone")
+    log.info("web console on http://%s:%d/", host, port)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)

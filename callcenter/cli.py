@@ -1,0 +1,131 @@
+"""`callcenter ...`: every command reads the same configuration (file + environment)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("callcenter")
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 1."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(args.config)
+        return args.handler(args, settings) or 0
+    except (SettingsError, CommandError) as error:
+        print(f"错误 / error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callcenter", description="报修热线 repair hotline service")
+    parser.add_argument("--config", help="TOML configuration file (default: $CALLCENTER_CONFIG)")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the service (web console; lines when configured)")
+    serve.add_argument("--host", help="listen address (default: web.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: web.port, 8080)")
+    serve.set_defaults(handler=cmd_serve)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(metavar="ACTION")
+    db.add_parser("upgrade", help="create or upgrade the database schema").set_defaults(handler=cmd_db_upgrade)
+
+    user = commands.add_parser("user", help="staff accounts").add_subparsers(metavar="ACTION")
+    add = user.add_parser("add", help="add a staff account; the password is read from standard input")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=["frontdesk", "engineer", "manager", "admin"])
+    add.add_argument("--display-name", default="")
+    add.add_argument("--engineer", default="", help="for role engineer: the engineer's name in the directory")
+    add.set_defaults(handler=cmd_user_add)
+
+    for noun, header in (("residents", "phone,name,building,unit,room"), ("engineers", "name,phone,skills")):
+        group = commands.add_parser(noun, help=f"the {noun} directory").add_subparsers(metavar="ACTION")
+        load = group.add_parser("import", help=f"add or update {noun} from a UTF-8 CSV with header {header}")
+        load.add_argument("file", type=Path)
+        load.set_defaults(handler=cmd_import, noun=noun)
+    return parser
+
+
+def _sessions(settings: Settings):
+    from callcenter.app import open_database
+    from core.store import make_session_factory
+
+    try:
+        return make_session_factory(open_database(settings))
+    except Exception as error:  # a wrong URL or an unreachable server: say which, briefly
+        raise CommandError(f"无法打开数据库 / cannot open the database: {error}") from None
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    from callcenter.app import serve, setup_logging
+
+    setup_logging()
+    serve(settings, args.host, args.port)
+    return 0
+
+
+def cmd_db_upgrade(args, settings: Settings) -> int:
+    _sessions(settings)
+    print("数据库已是最新 / database schema is up to date")
+    return 0
+
+
+def read_password(prompt: str = "密码 / password: ") -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if first != getpass.getpass("再次输入 / again: "):
+            raise CommandError("两次输入的密码不一致 / passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_user_add(args, settings: Settings) -> int:
+    from core.accounts import AccountError, add_user
+
+    password = read_password()
+    with _sessions(settings)() as session, session.begin():
+        try:
+            user = add_user(session, args.name, password, args.role, datetime.now(timezone.utc),
+                            args.display_name, args.engineer)
+        except AccountError as error:
+            raise CommandError(str(error)) from None
+        print(f"已添加用户 / added user {user.username} ({user.role})")
+    return 0
+
+
+def cmd_import(args, settings: Settings) -> int:
+    from core import directory
+
+    columns, load = {
+        "residents": (directory.RESIDENT_COLUMNS, directory.import_residents),
+        "engineers": (directory.ENGINEER_COLUMNS, directory.import_engineers),
+    }[args.noun]
+    try:
+        rows = directory.read_csv(args.file, columns)
+        with _sessions(settings)() as session, session.begin():
+            result = load(session, rows)
+    except directory.DirectoryError as error:
+        raise CommandError(f"{error}（未导入任何记录 / nothing imported）") from None
+    print(f"新增 {result.added}，更新 {result.updated} / added {result.added}, updated {result.updated}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

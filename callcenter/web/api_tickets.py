@@ -1,0 +1,212 @@
+"""/api/tickets: the queue, new tickets, one ticket with its history, moves, corrections, notes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from callcenter.web.context import (
+    SETTINGS,
+    allow,
+    current_user,
+    json_body,
+    json_response,
+    now,
+    run_db,
+)
+from callcenter.web.live import FEED
+from callcenter.web.serialize import ticket_json
+from core import desk
+from core.desk import TicketFilter, ValidationError
+from core.tickets import Channel, Role, Status, TransitionRequest, Urgency
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+DESK_ROLES = (Role.FRONTDESK, Role.MANAGER)
+
+
+def parse_filter(query, user) -> TicketFilter:
+    errors: dict[str, str] = {}
+    wanted = TicketFilter()
+    for code in filter(None, query.get("status", "").split(",")):
+        try:
+            wanted.statuses.append(Status(code))
+        except ValueError:
+            errors["status"] = f"未知状态 {code}"
+    for key, enum_type in (("urgency", Urgency), ("channel", Channel)):
+        if query.get(key):
+            try:
+                setattr(wanted, key, enum_type(query[key]))
+            except ValueError:
+                errors[key] = f"未知取值 {query[key]}"
+    wanted.building = query.get("building", "").strip()
+    wanted.search = query.get("q", "").strip()[:64]
+    overdue = query.get("overdue", "")
+    if overdue:
+        if overdue not in ("true", "false"):
+            errors["overdue"] = "应为 true 或 false"
+        wanted.overdue = overdue == "true"
+    for key, top in (("limit", 1000), ("offset", 10**9)):
+        if query.get(key):
+            try:
+                value = int(query[key])
+                if not 0 <= value <= top:
+                    raise ValueError
+                setattr(wanted, key, value)
+            except ValueError:
+                errors[key] = f"应为 0 到 {top} 之间的整数"
+    # Engineers see only their own tickets, whatever they ask for.
+    if user.role == Role.ENGINEER or query.get("mine") == "true":
+        wanted.engineer_id = user.engineer_id if user.engineer_id is not None else -1
+    if errors:
+        raise ValidationError(errors)
+    return wanted
+
+
+@routes.get("/api/tickets")
+async def list_tickets(request: web.Request) -> web.Response:
+    user = current_user(request)
+    wanted = parse_filter(request.query, user)
+    settings, at = request.app[SETTINGS], now(request)
+
+    def work(session):
+        tickets, total = desk.find_tickets(session, wanted, at)
+        return {"tickets": [ticket_json(t, settings.tz, at, user.role) for t in tickets], "total": total}
+
+    return json_response(await run_db(request, work))
+
+
+@routes.post("/api/tickets")
+@allow(*DESK_ROLES)
+async def create_ticket(request: web.Request) -> web.Response:
+    settings, user, at = request.app[SETTINGS], current_user(request), now(request)
+    new = desk.parse_new_ticket(await json_body(request), settings.tz)
+
+    def work(session):
+        ticket = desk.create_ticket(session, new, user.actor, at, settings)
+        return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
+
+    ticket = await run_db(request, work)
+    log.info("ticket %s created by %s (%s)", ticket["number"], user.username, ticket["urgency"])
+    request.app[FEED].poke()
+    return json_response(ticket, 201)
+
+
+def _visible(ticket, user) -> None:
+    if user.role == Role.ENGINEER and ticket.engineer_id != user.engineer_id:
+        raise desk.NotFound(f"维修单 {ticket.id} 不存在")
+
+
+def _ticket_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["ticket_id"])
+    except ValueError:
+        raise desk.NotFound(f"维修单 {request.match_info['ticket_id']} 不存在") from None
+
+
+@routes.get("/api/tickets/{ticket_id}")
+async def get_ticket(request: web.Request) -> web.Response:
+    settings, user, at = request.app[SETTINGS], current_user(request), now(request)
+    ticket_id = _ticket_id(request)
+
+    def work(session):
+        ticket = desk.get_ticket(session, ticket_id)
+        _visible(ticket, user)
+        return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
+
+    return json_response(await run_db(request, work))
+
+
+def parse_transition(body: dict[str, Any], tz) -> TransitionRequest:
+    errors: dict[str, str] = {}
+    try:
+        request = TransitionRequest(to=Status(body.get("to")))
+    except ValueError:
+        raise ValidationError({"to": "目标状态无效"}) from None
+    for key in ("note", "reason", "actual_item", "rating", "material_check"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            errors[key] = "应为文字"
+        elif value is not None:
+            setattr(request, key, value.strip() if key in ("note", "reason", "actual_item") else value)
+    request.rating = request.rating or None
+    request.material_check = request.material_check or None
+    engineer = body.get("engineer_id")
+    if engineer not in (None, ""):
+        try:
+            request.engineer_id = int(engineer)
+        except (TypeError, ValueError):
+            errors["engineer_id"] = "维修人员无效"
+    for key in ("material_fee", "labour_fee"):
+        value = body.get(key)
+        if value in (None, ""):
+            continue
+        try:
+            setattr(request, key, round(float(value), 2))
+        except (TypeError, ValueError):
+            errors[key] = "费用应为数字"
+    confirmed = body.get("customer_confirmed", False)
+    if not isinstance(confirmed, bool):
+        errors["customer_confirmed"] = "应为 true 或 false"
+    request.customer_confirmed = confirmed is True
+    request.postponed_until = desk.parse_time(body.get("postponed_until"), tz, "postponed_until", errors)
+    if errors:
+        raise ValidationError(errors)
+    return request
+
+
+@routes.post("/api/tickets/{ticket_id}/transitions")
+async def move_ticket(request: web.Request) -> web.Response:
+    settings, user, at = request.app[SETTINGS], current_user(request), now(request)
+    ticket_id = _ticket_id(request)
+    move = parse_transition(await json_body(request), settings.tz)
+
+    def work(session):
+        ticket = desk.get_ticket(session, ticket_id)
+        _visible(ticket, user)
+        before = ticket.status
+        desk.transition(session, ticket, move, user.actor, at, settings.sla)
+        log.info("ticket %s %s -> %s by %s", ticket.number, before, ticket.status, user.username)
+        return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
+
+    ticket = await run_db(request, work)
+    request.app[FEED].poke()
+    return json_response(ticket)
+
+
+@routes.patch("/api/tickets/{ticket_id}")
+@allow(*DESK_ROLES)
+async def correct_ticket(request: web.Request) -> web.Response:
+    settings, user, at = request.app[SETTINGS], current_user(request), now(request)
+    ticket_id = _ticket_id(request)
+    changes = await json_body(request)
+
+    def work(session):
+        ticket = desk.get_ticket(session, ticket_id)
+        desk.edit_ticket(session, ticket, changes, user.actor, at, settings)
+        return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
+
+    ticket = await run_db(request, work)
+    request.app[FEED].poke()
+    return json_response(ticket)
+
+
+@routes.post("/api/tickets/{ticket_id}/notes")
+async def add_note(request: web.Request) -> web.Response:
+    settings, user, at = request.app[SETTINGS], current_user(request), now(request)
+    ticket_id = _ticket_id(request)
+    note = (await json_body(request)).get("note")
+    if not isinstance(note, str):
+        raise ValidationError({"note": "备注应为文字"})
+
+    def work(session):
+        ticket = desk.get_ticket(session, ticket_id)
+        _visible(ticket, user)
+        desk.add_note(session, ticket, note, user.actor, at)
+        return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
+
+    ticket = await run_db(request, work)
+    request.app[FEED].poke()
+    return json_response(ticket, 201)

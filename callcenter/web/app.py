@@ -1,0 +1,31 @@
+"""The web console's application factory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+from aiohttp import web
+from sqlalchemy.orm import sessionmaker
+
+from callcenter.web import api_admin, api_tickets, auth, live, pages
+from callcenter.web.context import CLOCK, HEALTH, SESSIONS, SETTINGS, system_clock
+from core.settings import Settings
+
+
+def create_app(settings: Settings, sessions: sessionmaker,
+               clock: Callable[[], datetime] = system_clock) -> web.Application:
+    """The console on an open database; the caller owns the engine (see callcenter.app)."""
+    app = web.Application(middlewares=[auth.errors_middleware, auth.auth_middleware],
+                          client_max_size=1024**2)
+    app[SETTINGS] = settings
+    app[SESSIONS] = sessions
+    app[CLOCK] = clock
+    app[HEALTH] = {}
+    app[live.FEED] = live.ChangeFeed(app)
+    for table in (auth.routes, api_tickets.routes, api_admin.routes, live.routes, pages.routes):
+        app.add_routes(table)
+    app.router.add_static("/static/", pages.STATIC, append_version=True)
+    app.cleanup_ctx.append(live.feed_context)
+    app.on_shutdown.append(live.close_streams)
+    return app

@@ -1,0 +1,100 @@
+"""Tickets and events as the JSON the API speaks (codes) with the names the pages show."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.store import Engineer, FeeItem, Ticket, TicketEvent, User
+from core.tickets import (
+    CATEGORY_NAMES,
+    CANCEL_REASONS,
+    CHANNEL_NAMES,
+    STATUS_NAMES,
+    URGENCY_NAMES,
+    Role,
+    Status,
+    allowed_moves,
+)
+
+
+def local_iso(value: datetime | None, tz: ZoneInfo) -> str | None:
+    return value.astimezone(tz).isoformat(timespec="seconds") if value else None
+
+
+def address_text(ticket) -> str:
+    """「3号楼2单元1101」, or 「5号楼 电梯」 for a public area."""
+    home = "".join(part for part in (
+        f"{ticket.building}号楼" if ticket.building and ticket.building.isdigit() else
+        (f"{ticket.building}栋" if ticket.building else ""),
+        f"{ticket.unit}单元" if ticket.unit else "",
+        ticket.room,
+    ))
+    return " ".join(part for part in (home, ticket.area) if part)
+
+
+TICKET_FIELDS = (
+    "id", "number", "status", "urgency", "channel", "category", "reporter_name", "phone",
+    "building", "unit", "room", "area", "description", "received_by", "is_vip", "is_paid",
+    "fee_item_id", "quoted_fee", "engineer_id", "actual_item", "material_fee", "labour_fee",
+    "material_check", "customer_confirmed", "rating", "cancel_reason", "remarks",
+)
+TICKET_TIMES = (
+    "reported_at", "appointment_start", "appointment_end", "dispatched_at", "accepted_at",
+    "arrived_at", "completed_at", "postponed_until", "due_at", "updated_at",
+)
+
+
+def ticket_json(ticket: Ticket, tz: ZoneInfo, now: datetime, role: Role | None = None,
+                with_events: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {key: getattr(ticket, key) for key in TICKET_FIELDS}
+    data.update({key: local_iso(getattr(ticket, key), tz) for key in TICKET_TIMES})
+    status = Status(ticket.status)
+    data.update(
+        status=status.value,
+        status_name=STATUS_NAMES[status],
+        urgency_name=URGENCY_NAMES.get(ticket.urgency, ticket.urgency),
+        channel_name=CHANNEL_NAMES.get(ticket.channel, ticket.channel),
+        category_name=CATEGORY_NAMES.get(ticket.category, ticket.category),
+        cancel_reason_name=CANCEL_REASONS.get(ticket.cancel_reason or ""),
+        engineer_name=ticket.engineer.name if ticket.engineer else None,
+        address=address_text(ticket),
+        overdue=bool(ticket.due_at and ticket.due_at < now),
+    )
+    if role is not None:
+        data["actions"] = [
+            {"to": to.value, "label": rule.label, "needs_engineer": rule.needs_engineer,
+             "needs_reason": rule.needs_reason, "needs_cancel_reason": rule.needs_cancel_reason,
+             "needs_rating": rule.needs_rating, "needs_completion": rule.needs_completion}
+            for to, rule in allowed_moves(status, role)
+        ]
+    if with_events:
+        data["events"] = [event_json(event, tz) for event in ticket.events]
+    return data
+
+
+def event_json(event: TicketEvent, tz: ZoneInfo) -> dict[str, Any]:
+    name = lambda code: STATUS_NAMES.get(Status(code)) if code else None  # noqa: E731
+    return {
+        "id": event.id, "at": local_iso(event.at, tz), "actor": event.actor, "kind": event.kind,
+        "from_status": event.from_status, "to_status": event.to_status,
+        "from_name": name(event.from_status), "to_name": name(event.to_status),
+        "note": event.note, "reason": event.reason, "data": event.data,
+    }
+
+
+def engineer_json(engineer: Engineer) -> dict[str, Any]:
+    return {"id": engineer.id, "name": engineer.name, "phone": engineer.phone,
+            "sip_uri": engineer.sip_uri, "skills": engineer.skills, "active": engineer.active}
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"id": user.id, "username": user.username, "display_name": user.display_name,
+            "role": user.role, "engineer_id": user.engineer_id, "active": user.active}
+
+
+def fee_json(item: FeeItem) -> dict[str, Any]:
+    return {"id": item.id, "code": item.code, "name": item.name, "category": item.category,
+            "unit": item.unit, "material_fee": item.material_fee, "labour_fee": item.labour_fee,
+            "note": item.note, "active": item.active}

@@ -1,0 +1,104 @@
+"""The command line, run as a user runs it: a separate process with the environment set."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from core.store import Engineer, Resident, User, make_engine, make_session_factory
+
+CLI = [sys.executable, "-m", "callcenter.cli"]
+
+
+def run(args, data_dir, stdin="", extra_env=None):
+    env = os.environ | {"CALLCENTER_DATA_DIR": str(data_dir)} | (extra_env or {})
+    env.pop("CALLCENTER_CONFIG", None)
+    return subprocess.run(CLI + args, input=stdin, capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return tmp_path / "data"
+
+
+def stored(data_dir, model):
+    engine = make_engine(f"sqlite:///{data_dir / 'callcenter.db'}")
+    with make_session_factory(engine)() as session:
+        rows = list(session.scalars(select(model)))
+    engine.dispose()
+    return rows
+
+
+def test_commands_share_the_configured_database(data_dir, tmp_path):
+    assert run(["db", "upgrade"], data_dir).returncode == 0
+    engineers = tmp_path / "engineers.csv"
+    engineers.write_text("name,phone,skills\n张工,13800000001,水电;电梯\n李工,sip:li@127.0.0.1,燃气\n", encoding="utf-8")
+    result = run(["engineers", "import", str(engineers)], data_dir)
+    assert result.returncode == 0, result.stderr
+    result = run(["user", "add", "zhang", "--role", "engineer", "--engineer", "张工"], data_dir, "s3cret-pass\n")
+    assert result.returncode == 0, result.stderr
+    residents = tmp_path / "residents.csv"
+    residents.write_text("phone,name,building,unit,room\n13800138000,王女士,3,2,1101\n", encoding="utf-8")
+    assert run(["residents", "import", str(residents)], data_dir).returncode == 0
+    [user] = stored(data_dir, User)
+    assert user.role == "engineer" and user.engineer_id is not None
+    assert "s3cret" not in user.password_hash and user.password_hash.startswith("scrypt$")
+    assert {e.name: e.skills for e in stored(data_dir, Engineer)} == {"张工": ["水电", "电梯"], "李工": ["燃气"]}
+    assert stored(data_dir, Resident)[0].room == "1101"
+
+
+@pytest.mark.parametrize(("args", "stdin", "message"), [
+    (["user", "add", "x", "--role", "frontdesk"], "short\n", "密码至少"),
+    (["user", "add", "x", "--role", "engineer", "--engineer", "无名"], "long-enough\n", "不存在"),
+    (["residents", "import", "/nonexistent.csv"], "", "文件不存在"),
+])
+def test_clear_errors_and_nonzero_exit(data_dir, args, stdin, message):
+    result = run(args, data_dir, stdin)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_database_url_is_reported_not_dumped(data_dir):
+    result = run(["db", "upgrade"], data_dir, extra_env={"CALLCENTER_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    assert result.returncode == 1 and "无法打开数据库" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_for_every_command(data_dir):
+    for args in (["--help"], ["serve", "--help"], ["user", "add", "--help"], ["residents", "import", "--help"]):
+        result = run(args, data_dir)
+        assert result.returncode == 0 and "usage" in result.stdout
+
+
+def test_serve_starts_on_embedded_defaults_and_answers(data_dir):
+    from tests.support.postgres import free_port
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = os.environ | {"CALLCENTER_DATA_DIR": str(data_dir), "CALLCENTER_WEB_PORT": str(port)}
+    server = subprocess.Popen(CLI + ["serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not answer"
+                time.sleep(0.2)
+        assert (data_dir / "callcenter.db").exists()  # created on first start, no other step
+        password = (data_dir / "initial-admin-password").read_text().strip()
+        assert oct((data_dir / "initial-admin-password").stat().st_mode)[-3:] == "600"
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/login", method="POST",
+                                         data=f'{{"username": "admin", "password": "{password}"}}'.encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0]
+    assert "no telephone lines configured" in output and password not in output
