@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import sys
 from datetime import datetime, timezone
@@ -60,7 +61,46 @@ def build_parser() -> argparse.ArgumentParser:
         load = group.add_parser("import", help=f"add or update {noun} from a UTF-8 CSV with header {header}")
         load.add_argument("file", type=Path)
         load.set_defaults(handler=cmd_import, noun=noun)
+    triage = commands.add_parser("triage", help="read a caller's words into a draft ticket")
+    triage.add_argument("text", help="what the caller said, e.g. 三号楼二单元一一零一厨房水管爆了")
+    triage.add_argument("--now", help="the call's time, ISO 8601 (default: now, in the site's time zone)")
+    triage.add_argument("--json", action="store_true", help="print the draft as one JSON object")
+    triage.set_defaults(handler=cmd_triage)
     return parser
+
+
+def call_time(value: str | None, settings: Settings) -> datetime:
+    """``--now``: an ISO time (without an offset: the site's zone), or the present moment."""
+    if not value:
+        return datetime.now(settings.tz)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"--now 不是 ISO 8601 时间 / not an ISO 8601 time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=settings.tz)
+
+
+def print_draft(draft: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(draft, ensure_ascii=False))
+        return
+    address = draft["address"]
+    print("地址 address:", " ".join(f"{k}={v}" for k, v in address.items() if v) or "—")
+    for key in ("category", "urgency", "phone", "summary"):
+        print(f"{key}:", draft[key] if draft[key] is not None else "—")
+    if draft["appointment"]:
+        print("appointment:", draft["appointment"]["start"], "—", draft["appointment"]["end"])
+    for word in draft["emergency_words"]:
+        print(f"emergency word: {word['word']} ({word['kind']}) at {word['start']}-{word['end']}")
+
+
+def cmd_triage(args, settings: Settings) -> int:
+    from core.triage import triage
+
+    if not args.text.strip():
+        raise CommandError("没有文字可分析 / the text is empty")
+    print_draft(triage(args.text, call_time(args.now, settings)).to_dict(), args.json)
+    return 0
 
 
 def _sessions(settings: Settings):

@@ -102,3 +102,26 @@ def test_serve_starts_on_embedded_defaults_and_answers(data_dir):
         server.terminate()
         output = server.communicate(timeout=20)[0]
     assert "no telephone lines configured" in output and password not in output
+
+
+def test_triage_prints_one_json_draft_without_any_model(data_dir):
+    import json
+
+    result = run(["triage", "--now", "2026-11-23T10:00+08:00", "--json",
+                  "喂，我是三号楼二单元一一零一的，厨房水管爆了，水喷得到处都是，明天下午三点以后来"], data_dir,
+                 extra_env={"CALLCENTER_ASR_MODEL_PATH": "/nonexistent"})
+    assert result.returncode == 0, result.stderr
+    draft = json.loads(result.stdout)
+    assert draft["address"] == {"building": "3", "unit": "2", "room": "1101", "area": None}
+    assert (draft["category"], draft["urgency"]) == ("plumbing", "emergency")
+    assert draft["appointment"]["start"] == "2026-11-24T15:00:00+08:00"
+    assert {"phone", "summary", "emergency_words"} <= set(draft)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["triage", "--json", "  "], "empty"),
+    (["triage", "--now", "yesterday", "x"], "ISO 8601"),
+])
+def test_triage_refuses_bad_input(data_dir, args, message):
+    result = run(args, data_dir)
+    assert result.returncode == 1 and message in result.stderr
