@@ -111,6 +111,7 @@ class Ticket(Base):
     events: Mapped[list[TicketEvent]] = relationship(
         back_populates="ticket", order_by="TicketEvent.id", cascade="all, delete-orphan"
     )
+    calls: Mapped[list[CallRecord]] = relationship(order_by="CallRecord.id", viewonly=True)
 
 
 class TicketEvent(Base):
@@ -213,6 +214,7 @@ class CallRecord(Base):
     __tablename__ = "call_records"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    sip_call_id: Mapped[str] = mapped_column(String(128), default="", index=True)  # for grepping logs
     direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound
     line: Mapped[str] = mapped_column(String(32), default="")
     caller: Mapped[str] = mapped_column(String(64), default="")

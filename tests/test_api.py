@@ -259,3 +259,34 @@ async def test_the_stream_announces_new_and_changed_tickets(api):
     await desk.post(f"/api/tickets/{ticket['id']}/notes", json={"note": "又来电催"})
     assert (await asyncio.wait_for(next_event(), 5))["ids"] == [ticket["id"]]
     stream.close()
+
+
+async def test_call_records_and_recordings_are_for_staff_only(api, sessions, settings):
+    from core.calls import CallLog
+
+    desk = await api("desk")
+    ticket = await (await desk.post("/api/tickets", json=TICKET)).json()
+    log = CallLog(sessions)
+    call_id = log.open(sip_call_id="abc@127.0.0.1", direction="inbound", line="hotline",
+                       caller="13800138000", called="12345")
+    recording = settings.recordings_dir / "2026" / "call.wav"
+    recording.parent.mkdir(parents=True)
+    recording.write_bytes(b"RIFF....WAVE")
+    log.update(call_id, ticket_id=ticket["id"], recording_path="2026/call.wav",
+               transcript={"utterances": [{"text": "水管漏水"}]})
+    log.close(call_id, "completed")
+    escaped = log.open(sip_call_id="x", direction="inbound", line="hotline", caller="1", called="2")
+    log.update(escaped, recording_path="../../../etc/passwd")
+
+    assert (await api.anonymous.get("/api/calls")).status == 401
+    assert (await api.anonymous.get(f"/api/calls/{call_id}/recording")).status == 401
+    assert (await (await api("zhang")).get("/api/calls")).status == 403
+    calls = (await (await desk.get("/api/calls")).json())["calls"]
+    listed = {c["id"]: c for c in calls}[call_id]
+    assert listed["outcome_name"] == "完成" and listed["ticket_id"] == ticket["id"]
+    assert listed["recording_url"] == f"/api/calls/{call_id}/recording"
+    response = await desk.get(listed["recording_url"])
+    assert response.status == 200 and await response.read() == b"RIFF....WAVE"
+    assert (await desk.get(f"/api/calls/{escaped}/recording")).status == 404
+    shown = await (await desk.get(f"/api/tickets/{ticket['id']}")).json()
+    assert shown["calls"][0]["transcript"]["utterances"][0]["text"] == "水管漏水"

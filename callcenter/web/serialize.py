@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.store import Engineer, FeeItem, Ticket, TicketEvent, User
+from core.calls import OUTCOMES
+from core.store import CallRecord, Engineer, FeeItem, Ticket, TicketEvent, User
 from core.tickets import (
     CATEGORY_NAMES,
     CANCEL_REASONS,
@@ -71,6 +72,7 @@ def ticket_json(ticket: Ticket, tz: ZoneInfo, now: datetime, role: Role | None =
         ]
     if with_events:
         data["events"] = [event_json(event, tz) for event in ticket.events]
+        data["calls"] = [call_json(call, tz) for call in ticket.calls]
     return data
 
 
@@ -98,3 +100,14 @@ def fee_json(item: FeeItem) -> dict[str, Any]:
     return {"id": item.id, "code": item.code, "name": item.name, "category": item.category,
             "unit": item.unit, "material_fee": item.material_fee, "labour_fee": item.labour_fee,
             "note": item.note, "active": item.active}
+
+
+def call_json(call: CallRecord, tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "id": call.id, "sip_call_id": call.sip_call_id, "direction": call.direction, "line": call.line,
+        "caller": call.caller, "called": call.called, "started_at": local_iso(call.started_at, tz),
+        "answered_at": local_iso(call.answered_at, tz), "ended_at": local_iso(call.ended_at, tz),
+        "outcome": call.outcome, "outcome_name": OUTCOMES.get(call.outcome, call.outcome),
+        "ticket_id": call.ticket_id, "transcript": call.transcript,
+        "recording_url": f"/api/calls/{call.id}/recording" if call.recording_path else None,
+    }

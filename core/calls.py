@@ -1,0 +1,77 @@
+"""Call records: every call the voice side handles leaves one, answered or not.
+
+Each step is its own short transaction, so a call that drops (or a process that dies)
+keeps everything recorded up to that moment. Used from the telephone threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.store import CallRecord, utcnow
+
+# How a call ended, as the console shows it.
+OUTCOMES = {
+    "in_progress": "通话中",
+    "completed": "完成",
+    "caller_hung_up": "来电方挂机",
+    "no_input": "无应答输入",
+    "transferred": "已转前台",
+    "busy": "线路忙（已拒接）",
+    "cancelled": "未接通即挂断",
+    "rejected": "来源不允许",
+    "no_answer": "无人接听",
+    "declined": "拒绝",
+    "failed": "呼叫失败",
+    "error": "系统错误",
+}
+
+
+@dataclass
+class CallFilter:
+    direction: str = ""
+    ticket_id: int | None = None
+    limit: int = 200
+    offset: int = 0
+
+
+class CallLog:
+    def __init__(self, sessions: sessionmaker):
+        self.sessions = sessions
+
+    def open(self, *, sip_call_id: str, direction: str, line: str, caller: str, called: str,
+             at: datetime | None = None, outcome: str = "in_progress") -> int:
+        with self.sessions() as session, session.begin():
+            record = CallRecord(sip_call_id=sip_call_id, direction=direction, line=line, caller=caller,
+                                called=called, started_at=at or utcnow(), outcome=outcome)
+            session.add(record)
+            session.flush()
+            return record.id
+
+    def update(self, call_id: int, **fields: Any) -> None:
+        """Set answered_at, ticket_id, recording_path, transcript ... as they become known."""
+        unknown = set(fields) - {"answered_at", "ended_at", "ticket_id", "recording_path", "transcript", "outcome"}
+        if unknown:
+            raise ValueError(f"not call record fields: {sorted(unknown)}")
+        with self.sessions() as session, session.begin():
+            record = session.get(CallRecord, call_id)
+            for key, value in fields.items():
+                setattr(record, key, value)
+
+    def close(self, call_id: int, outcome: str, at: datetime | None = None) -> None:
+        self.update(call_id, outcome=outcome, ended_at=at or utcnow())
+
+
+def find_calls(session: Session, wanted: CallFilter) -> list[CallRecord]:
+    query = select(CallRecord)
+    if wanted.direction:
+        query = query.where(CallRecord.direction == wanted.direction)
+    if wanted.ticket_id is not None:
+        query = query.where(CallRecord.ticket_id == wanted.ticket_id)
+    return list(session.scalars(query.order_by(CallRecord.started_at.desc(), CallRecord.id.desc())
+                                .limit(wanted.limit).offset(wanted.offset)))
