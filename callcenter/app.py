@@ -9,7 +9,9 @@ from datetime import datetime, timezone
 from aiohttp import web
 from sqlalchemy import select
 
+from callcenter.asr.model import ModelError, broken_status, load_model, model_status
 from callcenter.web.app import create_app
+from callcenter.web.context import HEALTH
 from core import migrate
 from core.accounts import add_user
 from core.settings import Settings
@@ -44,10 +46,28 @@ def ensure_first_admin(settings: Settings, sessions) -> None:
     log.warning("first start: log in as 'admin' with the password in %s, then change it", path)
 
 
+def load_speech(settings: Settings):
+    """The shared speech model, or None; either way one plain log line says which and why."""
+    status = model_status(settings.asr.model_path or None, settings.data_dir)
+    if not status.ready:
+        log.warning("%s", status.message)
+        return status, None
+    try:
+        model = load_model(status.path)
+    except ModelError as error:
+        status = broken_status(status.path, str(error))
+        log.error("%s", status.message)
+        return status, None
+    log.info("%s", status.message)
+    return status, model
+
+
 def build_app(settings: Settings) -> web.Application:
     engine = open_database(settings)
     ensure_first_admin(settings, make_session_factory(engine))
     app = create_app(settings, make_session_factory(engine))
+    speech, _model = load_speech(settings)
+    app[HEALTH]["asr"] = lambda: {"state": speech.state, "message": speech.message}
 
     async def dispose_engine(_app):
         engine.dispose()

@@ -61,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
         load = group.add_parser("import", help=f"add or update {noun} from a UTF-8 CSV with header {header}")
         load.add_argument("file", type=Path)
         load.set_defaults(handler=cmd_import, noun=noun)
+    setup = commands.add_parser("setup", help="install optional parts").add_subparsers(metavar="PART")
+    asr = setup.add_parser("asr", help="install the Chinese speech model (download, or --from a copied archive)")
+    asr.add_argument("--from", dest="archive", type=Path, help="a copied vosk-model-small-cn-0.22.zip")
+    asr.set_defaults(handler=cmd_setup_asr)
+
+    transcribe = commands.add_parser("transcribe", help="a WAV recording to text and a draft ticket")
+    transcribe.add_argument("file", type=Path)
+    transcribe.add_argument("--now", help="the call's time, ISO 8601 (default: now)")
+    transcribe.add_argument("--json", action="store_true", help="print one JSON object")
+    transcribe.set_defaults(handler=cmd_transcribe)
+
     triage = commands.add_parser("triage", help="read a caller's words into a draft ticket")
     triage.add_argument("text", help="what the caller said, e.g. 三号楼二单元一一零一厨房水管爆了")
     triage.add_argument("--now", help="the call's time, ISO 8601 (default: now, in the site's time zone)")
@@ -100,6 +111,62 @@ def cmd_triage(args, settings: Settings) -> int:
     if not args.text.strip():
         raise CommandError("没有文字可分析 / the text is empty")
     print_draft(triage(args.text, call_time(args.now, settings)).to_dict(), args.json)
+    return 0
+
+
+def cmd_setup_asr(args, settings: Settings) -> int:
+    from callcenter.asr import model
+
+    models_dir = settings.data_dir / "models"
+    try:
+        if args.archive:
+            print(f"校验并安装 / verifying and installing {args.archive}")
+            path = model.install_from_archive(args.archive, models_dir)
+        else:
+            archive = models_dir / f"{model.MODEL_NAME}.zip"
+            print(f"下载 / downloading {model.MODEL_URL}")
+            model.download(model.MODEL_URL, archive, model.MODEL_SHA256, progress=progress_bar)
+            print()
+            path = model.install_from_archive(archive, models_dir)
+            archive.unlink()
+    except model.ModelError as error:
+        raise CommandError(str(error)) from None
+    print(f"语音识别模型已安装 / speech model installed: {path}")
+    if settings.asr.model_path and Path(settings.asr.model_path).resolve() != path.resolve():
+        print(f"注意 / note: asr.model_path is set to {settings.asr.model_path}; clear it to use this model")
+    return 0
+
+
+def progress_bar(done: int, total: int | None) -> None:
+    if total:
+        filled = done * 40 // total
+        print(f"\r[{'#' * filled}{'.' * (40 - filled)}] {done / 2**20:6.1f}/{total / 2**20:.1f} MB",
+              end="", flush=True)
+    else:
+        print(f"\r{done / 2**20:6.1f} MB", end="", flush=True)
+
+
+def cmd_transcribe(args, settings: Settings) -> int:
+    from callcenter.asr.audio import AudioError
+    from callcenter.asr.model import ModelError, load_model, model_status
+    from callcenter.asr.transcribe import transcribe_file
+    from core.triage import triage
+
+    status = model_status(settings.asr.model_path or None, settings.data_dir)
+    if not status.ready:
+        raise CommandError(status.message)
+    try:
+        result = transcribe_file(args.file, load_model(status.path))
+    except AudioError as error:
+        raise CommandError(str(error)) from None
+    except ModelError as error:
+        raise CommandError(f"{error}; 请运行 / run `callcenter setup asr`") from None
+    result["draft"] = triage(result["text"], call_time(args.now, settings)).to_dict()
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print("文字 text:", result["text"] or "（无 / none）")
+        print_draft(result["draft"], as_json=False)
     return 0
 
 
