@@ -224,7 +224,7 @@ def create_ticket(session: Session, new: NewTicket, actor: Actor, now: datetime,
     ticket.quoted_fee = quote(ticket, fee_item)
     ticket.due_at = current_due_at(ticket, settings.sla)
     session.add(ticket)
-    _record(session, ticket, actor, now, "created", to_status=status)
+    record_event(ticket, actor, now, "created", to_status=status)
     session.flush()  # the caller shows the new id and number at once
     return ticket
 
@@ -279,7 +279,7 @@ def transition(session: Session, ticket: Ticket, request: TransitionRequest, act
     ticket.status_changed_at = now
     ticket.updated_at = now
     ticket.due_at = current_due_at(ticket, sla)
-    _record(session, ticket, actor, now, "transition", current, request.to,
+    record_event(ticket, actor, now, "transition", current, request.to,
             note=request.note, reason=request.reason, data=data or None)
     return ticket
 
@@ -311,7 +311,7 @@ def edit_ticket(session: Session, ticket: Ticket, payload: dict, actor: Actor, n
         ticket.is_paid = False
     ticket.updated_at = now
     ticket.due_at = current_due_at(ticket, settings.sla)
-    _record(session, ticket, actor, now, "edit", data={"changes": changes})
+    record_event(ticket, actor, now, "edit", data={"changes": changes})
     return ticket
 
 
@@ -323,12 +323,13 @@ def add_note(session: Session, ticket: Ticket, note: str, actor: Actor, now: dat
     if not note.strip():
         raise ValidationError({"note": "备注不能为空"})
     ticket.updated_at = now
-    _record(session, ticket, actor, now, "note", note=note.strip())
+    record_event(ticket, actor, now, "note", note=note.strip())
 
 
-def _record(session: Session, ticket: Ticket, actor: Actor, now: datetime, kind: str,
-            from_status: Status | None = None, to_status: Status | None = None,
-            note: str = "", reason: str = "", data: dict | None = None) -> None:
+def record_event(ticket: Ticket, actor: Actor, now: datetime, kind: str,
+                 from_status: Status | None = None, to_status: Status | None = None,
+                 note: str = "", reason: str = "", data: dict | None = None) -> None:
+    """Every change to a ticket leaves one of these: who, when, what (and the live queue sees it)."""
     ticket.events.append(TicketEvent(at=now, actor=actor.name, kind=kind, from_status=from_status,
                                      to_status=to_status, note=note, reason=reason, data=data))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import time
@@ -76,6 +77,15 @@ class AsrSettings:
 
 
 @dataclass(frozen=True)
+class HotlineSettings:
+    # While the front desk is staffed, 0 transfers the caller to this extension.
+    desk_extension: str = ""
+    desk_hours: tuple[str, ...] = ("08:30-17:30",)
+    max_description_seconds: float = 45.0
+    no_input_seconds: float = 6.0
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     timezone: str = "Asia/Shanghai"
@@ -84,6 +94,10 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     sla: SlaSettings = field(default_factory=SlaSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
+    hotline: HotlineSettings = field(default_factory=HotlineSettings)
+    # [[lines]] tables, read by callcenter.ivr; each key overridable by CALLCENTER_LINES_<NAME>_<KEY>
+    # (that is where a line's password belongs).
+    lines: tuple[dict[str, Any], ...] = ()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -112,7 +126,29 @@ def load_settings(
             raise SettingsError(f"配置文件不存在 / config file not found: {path}") from None
         except tomllib.TOMLDecodeError as error:
             raise SettingsError(f"配置文件格式错误 / invalid TOML in {path}: {error}") from None
-    return _build(Settings, file_values, environ, prefix=ENV_PREFIX, where="")
+    lines = file_values.pop("lines", [])
+    settings = _build(Settings, file_values, environ, prefix=ENV_PREFIX, where="")
+    return replace(settings, lines=_lines(lines, environ))
+
+
+def _lines(tables: Any, environ: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise SettingsError("lines 应为 [[lines]] 表的数组 / lines must be an array of tables ([[lines]])")
+    lines = []
+    for table in tables:
+        name = table.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+            raise SettingsError(f"每条线路需要名称（字母数字） / every [[lines]] needs a name of letters and digits: {table}")
+        prefix = f"{ENV_PREFIX}LINES_{name.upper()}_"
+        line = dict(table)
+        for variable, value in environ.items():
+            if variable.startswith(prefix):
+                line[variable[len(prefix):].lower()] = value
+        lines.append(line)
+    names = [line["name"] for line in lines]
+    if len(set(names)) != len(names):
+        raise SettingsError(f"线路名称重复 / duplicate line names: {names}")
+    return tuple(lines)
 
 
 def _build(cls: type, values: dict[str, Any], environ: Mapping[str, str], prefix: str, where: str):

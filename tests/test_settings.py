@@ -52,3 +52,23 @@ def test_bad_configuration_names_the_key(tmp_path, text, environ, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(SettingsError, match="not found"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_lines_are_tables_whose_passwords_come_from_the_environment(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[[lines]]\nname = "hotline"\nmode = "trunk"\nlisten = "127.0.0.1:5070"\nallow = ["127.0.0.1"]\n'
+                      '[[lines]]\nname = "out"\nmode = "register"\nserver = "127.0.0.1:5060"\nuser = "8001"\n')
+    settings = load_settings(config, environ={"CALLCENTER_LINES_OUT_PASSWORD": "s3cret"})
+    hotline, out = settings.lines
+    assert hotline["allow"] == ["127.0.0.1"] and "password" not in hotline
+    assert out["password"] == "s3cret" and out["user"] == "8001"
+    assert load_settings(environ={}).lines == ()
+
+
+@pytest.mark.parametrize("text", ['lines = "x"\n', '[[lines]]\nmode = "trunk"\n',
+                                  '[[lines]]\nname = "a"\n[[lines]]\nname = "a"\n'])
+def test_bad_lines_are_refused(tmp_path, text):
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(SettingsError):
+        load_settings(config, environ={})
