@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from datetime import datetime, timezone
@@ -10,10 +11,15 @@ from aiohttp import web
 from sqlalchemy import select
 
 from callcenter.asr.model import ModelError, broken_status, load_model, model_status
+from callcenter.ivr.flows.hotline import HotlineServices
+from callcenter.ivr.prompts import Prompts
+from callcenter.ivr.service import Telephony, recognizer_factory
 from callcenter.web.app import create_app
 from callcenter.web.context import HEALTH
 from core import migrate
 from core.accounts import add_user
+from core.calls import CallLog
+from core.intake import PhoneDrafts
 from core.settings import Settings
 from core.store import User, make_engine, make_session_factory
 
@@ -64,10 +70,22 @@ def load_speech(settings: Settings):
 
 def build_app(settings: Settings) -> web.Application:
     engine = open_database(settings)
-    ensure_first_admin(settings, make_session_factory(engine))
-    app = create_app(settings, make_session_factory(engine))
-    speech, _model = load_speech(settings)
+    sessions = make_session_factory(engine)
+    ensure_first_admin(settings, sessions)
+    app = create_app(settings, sessions)
+    speech, model = load_speech(settings)
     app[HEALTH]["asr"] = lambda: {"state": speech.state, "message": speech.message}
+    hotline = HotlineServices(settings=settings, prompts=Prompts(), drafts=PhoneDrafts(sessions, settings),
+                              calls=CallLog(sessions), new_recognizer=recognizer_factory(model, settings))
+    telephony = Telephony(settings, hotline)
+    app[HEALTH]["lines"] = telephony.health
+
+    async def run_telephony(_app):
+        await asyncio.to_thread(telephony.start)
+        yield
+        await asyncio.to_thread(telephony.stop)
+
+    app.cleanup_ctx.append(run_telephony)
 
     async def dispose_engine(_app):
         engine.dispose()
@@ -82,6 +100,5 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     log.info("data directory %s, database %s", settings.data_dir,
              settings.database_url.split("@")[-1])  # never log a password from the URL
     app = build_app(settings)
-    log.info("no telephone lines configured: running the web console alone")
     log.info("web console on http://%s:%d/", host, port)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

@@ -182,9 +182,13 @@ def _sessions(settings: Settings):
 
 def cmd_serve(args, settings: Settings) -> int:
     from callcenter.app import serve, setup_logging
+    from callcenter.ivr.prompts import PromptError
 
     setup_logging()
-    serve(settings, args.host, args.port)
+    try:
+        serve(settings, args.host, args.port)
+    except PromptError as error:
+        raise CommandError(f"拒绝启动 / refusing to start: {error}") from None
     return 0
 
 

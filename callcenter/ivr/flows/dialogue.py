@@ -1,0 +1,212 @@
+"""The turns every call flow is made of: say something, hear an answer (speech or keys).
+
+A ``Dialogue`` runs on the call's own thread. Speech goes through whatever ``Recognizer`` the
+service gives it (the real Vosk engine, or a scripted stand-in in tests); with no speech model
+at all it still hears keys and still knows when the caller spoke and stopped (by energy), so
+the description is kept in the recording for the front desk.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from callcenter.asr.grammar import YES_NO, match_answer, phrases_of
+from callcenter.asr.stream import Final, Partial, Recognizer
+from callcenter.ivr.media import PlayOutcome
+
+log = logging.getLogger("callcenter.ivr")
+
+
+
+class HungUp(Exception):
+    """The caller is gone; the flow stops and saves what it has."""
+
+
+class CallLike(Protocol):
+    call_id: str
+
+    def play(self, pcm: bytes, barge_in: bool = False) -> PlayOutcome: ...
+    def frames(self, timeout: float | None = None): ...
+    def flush_frames(self) -> None: ...
+    def dtmf(self) -> str: ...
+    def wait_dtmf(self, timeout: float) -> str | None: ...
+    @property
+    def is_active(self) -> bool: ...
+
+
+@dataclass
+class Heard:
+    """One answer: what was said (text and words with confidences) and the keys pressed."""
+
+    text: str = ""
+    words: list[dict] = field(default_factory=list)
+    keys: str = ""
+    spoke: bool = False  # the caller made speech-like sound (also known without a model)
+    start: float = 0.0  # seconds into the call's recording
+    end: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return not self.text and not self.keys and not self.spoke
+
+
+@dataclass
+class EnergyEndpointer:
+    """Speech start and end by loudness alone: for calls with no speech model."""
+
+    threshold_rms: float = 700.0
+    start_seconds: float = 0.2
+    end_silence: float = 1.2
+    loud: float = 0.0
+    quiet: float = 0.0
+    speaking: bool = False
+
+    def feed(self, pcm: bytes) -> str | None:
+        """"start" when speech begins, "end" when it has stopped for ``end_silence``, else None."""
+        samples = array.array("h", pcm)
+        rms = math.sqrt(sum(s * s for s in samples) / len(samples)) if samples else 0.0
+        seconds = len(samples) / 8000
+        if rms >= self.threshold_rms:
+            self.loud += seconds
+            self.quiet = 0.0
+            if not self.speaking and self.loud >= self.start_seconds:
+                self.speaking = True
+                return "start"
+        else:
+            self.quiet += seconds
+            if not self.speaking:
+                self.loud = 0.0
+            elif self.quiet >= self.end_silence:
+                return "end"
+        return None
+
+
+class Dialogue:
+    def __init__(self, call: CallLike, new_recognizer: Callable[[list[str] | None], Recognizer] | None,
+                 end_silence: float = 1.0):
+        self.call = call
+        self.new_recognizer = new_recognizer
+        self.end_silence = end_silence
+        self.started = time.monotonic()
+
+    def restart_clock(self) -> None:
+        """Call when the recording starts: answers are located in it by these offsets."""
+        self.started = time.monotonic()
+
+    @property
+    def has_speech(self) -> bool:
+        return self.new_recognizer is not None
+
+    def offset(self) -> float:
+        """Seconds since the recording started: where an answer is in the call's recording."""
+        return round(time.monotonic() - self.started, 2)
+
+    def say(self, pcm: bytes, barge_in: bool = False) -> PlayOutcome:
+        outcome = self.call.play(pcm, barge_in=barge_in)
+        if outcome == PlayOutcome.HUNG_UP:
+            raise HungUp()
+        if outcome == PlayOutcome.DONE:
+            self.call.flush_frames()  # what was heard over a prompt is not the answer
+        return outcome
+
+    def listen(self, *, max_seconds: float, no_input_seconds: float = 6.0, grammar: list[str] | None = None,
+               keys_end: str = "", max_keys: int = 1, on_partial: Callable[[str], None] | None = None) -> Heard:
+        """Hear one answer: speech up to its end (silence) or ``max_seconds``, or keys.
+
+        Keys: returns after ``max_keys`` keys or on a key in ``keys_end`` (e.g. "#"). Nothing at
+        all within ``no_input_seconds`` returns an empty Heard. Raises HungUp when the caller is gone.
+        """
+        recognizer = self.new_recognizer(grammar) if self.new_recognizer else None
+        energy = EnergyEndpointer(end_silence=self.end_silence)
+        heard = Heard(start=self.offset())
+        began = time.monotonic()
+        finals: list[Final] = []
+        for frame in self._frames_until(began + max_seconds):
+            if self._read_keys(heard, keys_end, max_keys):
+                break
+            moment = energy.feed(frame)
+            if moment == "start":
+                heard.spoke = True
+            if recognizer is not None and frame:
+                events = recognizer.accept(frame)
+                for event in events:
+                    if isinstance(event, Partial) and on_partial and event.text:
+                        on_partial(event.text)
+                finals += [e for e in events if isinstance(e, Final) and e.text]
+                if finals:
+                    break
+            elif moment == "end":
+                break
+            if not heard.spoke and not finals and time.monotonic() - began >= no_input_seconds:
+                break
+        else:
+            if not self.call.is_active:
+                raise HungUp()
+        if recognizer is not None and not finals:
+            finals = [e for e in recognizer.finish() if isinstance(e, Final) and e.text]
+        heard.text = "".join(f.text.replace(" ", "") for f in finals)
+        heard.words = [{"word": w.word, "start": round(heard.start + w.start, 2), "end": round(heard.start + w.end, 2),
+                        "conf": w.conf} for f in finals for w in f.words]
+        heard.spoke = heard.spoke or bool(heard.text)
+        heard.end = self.offset()
+        log.info("call %s: heard %r keys %r", self.call.call_id, heard.text, heard.keys)
+        return heard
+
+    def _frames_until(self, deadline: float):
+        while time.monotonic() < deadline:
+            got_any = False
+            for frame in self.call.frames(timeout=0.1):
+                got_any = True
+                yield frame
+                if time.monotonic() >= deadline:
+                    return
+            if not self.call.is_active:
+                raise HungUp()
+            if not got_any:
+                yield b""  # no audio (RTP paused): still check keys and timeouts
+
+    def _read_keys(self, heard: Heard, keys_end: str, max_keys: int) -> bool:
+        for key in self.call.dtmf():
+            if key in keys_end:
+                return True
+            heard.keys += key
+            if len(heard.keys) >= max_keys:
+                return True
+        return False
+
+    # -- common questions --------------------------------------------------------------
+
+    def ask_yes_no(self, prompt: bytes, tries: int = 2) -> bool | None:
+        """是/不是 by voice or 1/2 by key; asked again once when unclear; None if still unclear."""
+        for _ in range(tries):
+            self.say(prompt, barge_in=True)
+            heard = self.listen(max_seconds=6, no_input_seconds=5, grammar=phrases_of(YES_NO))
+            if heard.keys in ("1", "2"):
+                return heard.keys == "1"
+            answer = match_answer(heard.text, YES_NO) if heard.text else None
+            if answer is not None:
+                return answer == "yes"
+        return None
+
+    def ask_keys(self, prompt: bytes, max_keys: int = 8, end_key: str = "#", timeout: float = 10.0) -> str:
+        """Digits typed on the keypad, ended by ``end_key``."""
+        self.say(prompt, barge_in=True)
+        keys = ""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(keys) < max_keys:
+            key = self.call.wait_dtmf(min(1.0, deadline - time.monotonic()))
+            if not self.call.is_active:
+                raise HungUp()
+            if key is None:
+                continue
+            if key == end_key:
+                break
+            if key.isdigit():
+                keys += key
+                deadline = time.monotonic() + timeout  # each key gives the caller time for the next
+        return keys

@@ -1,0 +1,343 @@
+"""The inbound hotline script: greet, ask, listen, confirm, give the ticket number.
+
+Runs on the call's own thread. The draft ticket is saved as soon as anything is known and on
+every step after (``core.intake``), so a caller who hangs up at any moment leaves a ticket with
+what was understood, the transcript so far and the recording; every call leaves a call record.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, time, timezone
+from typing import Callable
+
+from callcenter.asr.stream import Recognizer
+from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
+from callcenter.ivr.prompts import Prompts
+from callcenter.ivr.sipfix import CallEnded
+from core.calls import CallLog
+from core.desk import resident_by_phone
+from core.intake import DraftFacts, PhoneDrafts
+from core.settings import Settings
+from core.tickets import Urgency
+from core.triage import triage
+
+log = logging.getLogger("callcenter.ivr")
+
+
+class Transferred(Exception):
+    """The caller was handed to the front desk: the flow's part is over."""
+
+
+# Categories fixed in a public place or that need no home visit: no appointment asked.
+NO_VISIT_CATEGORIES = {"elevator", "public_facility"}
+
+
+@dataclass
+class HotlineServices:
+    """What the hotline needs from the rest of the service (wired in callcenter/app.py)."""
+
+    settings: Settings
+    prompts: Prompts
+    drafts: PhoneDrafts
+    calls: CallLog
+    # A recognizer per answer (optionally restricted to a grammar), or None with no speech model.
+    new_recognizer: Callable[[list[str] | None], Recognizer] | None
+    # The emergency call-out's trigger: called with the ticket id the moment a caller's words
+    # make the draft an emergency (on a partial result, before they finish).
+    on_emergency: Callable[[int], None] = lambda ticket_id: None
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+
+@dataclass
+class HotlineCall:
+    call: object  # callcenter.ivr.lines.Call
+    services: HotlineServices
+    facts: DraftFacts = field(default_factory=DraftFacts)
+    ticket_id: int | None = None
+    number: str = ""
+    record_id: int | None = None
+    utterances: list[dict] = field(default_factory=list)
+    emergency_raised: bool = False
+
+    def __post_init__(self) -> None:
+        s = self.services
+        self.prompts = s.prompts
+        self.config = s.settings.hotline
+        self.dialogue = Dialogue(self.call, s.new_recognizer, s.settings.asr.end_silence_seconds)
+        self.facts.phone = caller_number(self.call.caller)
+
+    # -- the call from start to end ------------------------------------------------------
+
+    def run(self) -> None:
+        s, call = self.services, self.call
+        self.record_id = s.calls.open(sip_call_id=call.call_id, direction="inbound", line=call.line.name,
+                                      caller=call.caller, called=call.called, at=s.clock())
+        outcome = "error"
+        try:
+            call.answer()
+            s.calls.update(self.record_id, answered_at=s.clock())
+            self.start_recording()
+            outcome = self.converse()
+        except (HungUp, CallEnded):
+            outcome = "caller_hung_up"
+        except Transferred:
+            outcome = "transferred"
+        except Exception:
+            log.exception("call %s: hotline flow failed", call.call_id)
+        finally:
+            self.finish(outcome)
+
+    def start_recording(self) -> None:
+        s = self.services
+        started = s.clock().astimezone(s.settings.tz)
+        relative = f"{started:%Y/%m/%d}/{self.record_id}-{re.sub(r'[^A-Za-z0-9._-]', '_', self.call.call_id)[:60]}.wav"
+        path = s.settings.recordings_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.call.start_recording(path)
+        self.dialogue.restart_clock()
+        s.calls.update(self.record_id, recording_path=relative)
+
+    def finish(self, outcome: str) -> None:
+        """Whatever happened: keep what was understood, the transcript and the outcome."""
+        s = self.services
+        try:
+            if self.ticket_id is not None or self.utterances or self.facts.room or self.facts.area:
+                self.save("通话结束" if outcome == "completed" else "通话中断")
+        except Exception:
+            log.exception("call %s: could not save the draft at the end", self.call.call_id)
+        transcript = {"utterances": self.utterances, "confirmed": sorted(self.facts.confirmed)}
+        s.calls.update(self.record_id, ticket_id=self.ticket_id, transcript=transcript)
+        s.calls.close(self.record_id, outcome, s.clock())
+        log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
+
+    def save(self, step: str) -> None:
+        self.ticket_id, self.number = self.services.drafts.save(self.ticket_id, self.facts, self.services.clock(), step)
+        if self.record_id is not None:
+            self.services.calls.update(self.record_id, ticket_id=self.ticket_id)
+
+    def converse(self) -> str:
+        d, p = self.dialogue, self.prompts
+        d.say(p["hotline.greeting"], barge_in=True)
+        d.say(p["hotline.menu"], barge_in=True)
+        heard = d.listen(max_seconds=self.config.max_description_seconds, no_input_seconds=5,
+                         on_partial=self.watch_for_emergency)
+        if heard.keys == "2":
+            return self.tell_ticket_status()
+        if heard.keys == "0":
+            self.desk_transfer()
+        if heard.spoke and not heard.keys:
+            self.take_description(heard)  # the caller started with the problem itself
+        self.establish_address()
+        if not self.facts.description and not self.utterances_of("problem"):
+            self.ask_problem()
+        if self.emergency_raised:
+            d.say(p["hotline.emergency_notice"])
+        self.ask_time()
+        self.confirm_summary()
+        self.save("确认报修")
+        d.say(p.say("hotline.ticket_number_prefix") + p.digits(self.number) + p["hotline.goodbye"])
+        return "completed"
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def establish_address(self) -> None:
+        """Caller ID first; else the address by voice, read back; after two misses, by keypad."""
+        d, p, f = self.dialogue, self.prompts, self.facts
+        resident = self.lookup_resident()
+        if resident is not None:
+            spoken = p.address(resident.building, resident.unit, resident.room)
+            if d.ask_yes_no(p.say("hotline.confirm_resident_prefix") + spoken + p["hotline.confirm_resident_suffix"]):
+                f.building, f.unit, f.room, f.area = resident.building, resident.unit, resident.room, ""
+                f.reporter_name = resident.name
+                f.confirmed.add("address")
+                self.save("来电号码匹配住户，已确认地址")
+                return
+        if d.has_speech:
+            for _ in range(2):
+                if self.address_said() and self.read_back_address():
+                    return
+                d.say(p["hotline.ask_address"], barge_in=True)
+                heard = d.listen(max_seconds=12, no_input_seconds=6)
+                self.note_utterance("address", heard)
+                if heard.text:
+                    address = triage(heard.text, self.local_now()).address
+                    self.set_address(address.building, address.unit, address.room, address.area)
+                    self.save("语音地址")
+            if self.address_said() and self.read_back_address():
+                return
+        self.keypad_address()
+
+    def read_back_address(self) -> bool:
+        d, p, f = self.dialogue, self.prompts, self.facts
+        spoken = p.address(f.building, f.unit, f.room, f.area)
+        confirmed = d.ask_yes_no(p.say("hotline.readback_prefix") + spoken + p["hotline.readback_suffix"])
+        if confirmed:
+            f.confirmed.add("address")
+            self.save("来电人确认地址")
+            return True
+        self.set_address("", "", "", "")
+        return False
+
+    def keypad_address(self) -> None:
+        d, p, f = self.dialogue, self.prompts, self.facts
+        f.building = d.ask_keys(p["hotline.keypad_building"], max_keys=4)
+        f.unit = d.ask_keys(p["hotline.keypad_unit"], max_keys=2)
+        f.room = d.ask_keys(p["hotline.keypad_room"], max_keys=6)
+        f.area = ""
+        if f.room:
+            f.confirmed.add("address_keypad")
+        self.save("按键输入地址")
+
+    def ask_problem(self) -> None:
+        d, p = self.dialogue, self.prompts
+        for prompt in ("hotline.ask_problem", "hotline.ask_again"):
+            d.say(p[prompt], barge_in=True)
+            heard = d.listen(max_seconds=self.config.max_description_seconds,
+                             no_input_seconds=self.config.no_input_seconds, on_partial=self.watch_for_emergency)
+            if heard.spoke:
+                self.take_description(heard)
+                return
+        # Nothing heard twice: the recording keeps whatever there was; the desk can call back.
+        d.say(p["hotline.offer_keypad_or_desk"], barge_in=True)
+        heard = d.listen(max_seconds=6, no_input_seconds=6)
+        if heard.keys == "0":
+            self.desk_transfer()
+
+    def take_description(self, heard: Heard) -> None:
+        f = self.facts
+        self.note_utterance("problem", heard)
+        if heard.text:
+            f.description = (f.description + "；" if f.description else "") + heard.text
+            draft = triage(f.description, self.local_now())
+            f.category = draft.category
+            if draft.urgency == Urgency.EMERGENCY:
+                f.urgency = Urgency.EMERGENCY
+            if draft.appointment:
+                f.appointment_start = datetime.fromisoformat(draft.appointment["start"])
+                f.appointment_end = datetime.fromisoformat(draft.appointment["end"])
+            if not self.address_said():
+                self.set_address(draft.address.building, draft.address.unit, draft.address.room, draft.address.area)
+        self.save("描述问题")
+        if f.urgency == Urgency.EMERGENCY:
+            self.raise_emergency()
+
+    def watch_for_emergency(self, partial: str) -> None:
+        """Called on every partial result: an emergency is acted on before the caller finishes."""
+        if self.emergency_raised:
+            return
+        draft = triage(partial, self.local_now())
+        if draft.urgency == Urgency.EMERGENCY:
+            self.facts.urgency = Urgency.EMERGENCY
+            self.facts.category = draft.category
+            if not self.facts.description:
+                self.facts.description = partial.replace(" ", "")
+            log.info("call %s: emergency words %s in a partial result", self.call.call_id,
+                     [w["word"] for w in draft.to_dict()["emergency_words"]])
+            self.save("识别到紧急情况")
+            self.raise_emergency()
+
+    def raise_emergency(self) -> None:
+        if not self.emergency_raised:
+            self.emergency_raised = True
+            self.services.on_emergency(self.ticket_id)
+
+    def ask_time(self) -> None:
+        d, p, f = self.dialogue, self.prompts, self.facts
+        if (not d.has_speech or f.urgency == Urgency.EMERGENCY or f.area or f.appointment_start
+                or f.category in NO_VISIT_CATEGORIES):
+            return
+        d.say(p["hotline.ask_time"], barge_in=True)
+        heard = d.listen(max_seconds=10, no_input_seconds=6)
+        self.note_utterance("time", heard)
+        appointment = triage(heard.text, self.local_now()).appointment if heard.text else None
+        if appointment:
+            f.appointment_start = datetime.fromisoformat(appointment["start"])
+            f.appointment_end = datetime.fromisoformat(appointment["end"])
+            self.save("预约时间")
+
+    def confirm_summary(self) -> None:
+        d, p, f = self.dialogue, self.prompts, self.facts
+        summary = p.say("hotline.summary_prefix") + p.address(f.building, f.unit, f.room, f.area)
+        summary += p[f"pieces.cat_{f.category}"]
+        if f.appointment_start:
+            summary += p.when(f.appointment_start.astimezone(self.services.settings.tz), self.local_now())
+        if d.ask_yes_no(summary + p["hotline.summary_confirm"], tries=1) is False:
+            d.say(p["hotline.ask_problem"], barge_in=True)
+            heard = d.listen(max_seconds=self.config.max_description_seconds,
+                             no_input_seconds=self.config.no_input_seconds, on_partial=self.watch_for_emergency)
+            if heard.spoke:
+                self.take_description(heard)
+        else:
+            f.confirmed.add("summary")
+
+    def tell_ticket_status(self) -> str:
+        d, p = self.dialogue, self.prompts
+        number = d.ask_keys(p["hotline.ask_ticket_number"], max_keys=14)
+        status = self.services.drafts.status_of(number) if number else None
+        if status is None:
+            d.say(p["hotline.ticket_not_found"])
+        else:
+            d.say(p.say("hotline.ticket_status_prefix", f"pieces.status_{status.value}"))
+        d.say(p["hotline.goodbye"])
+        return "completed"
+
+    def desk_transfer(self) -> None:
+        """0: the front desk, while it is staffed and the line can transfer (raises Transferred);
+        else say so and go on with the call."""
+        d, p = self.dialogue, self.prompts
+        extension = self.config.desk_extension
+        transfer = getattr(self.call, "transfer", None)
+        if extension and transfer and desk_staffed(self.config.desk_hours, self.local_now()):
+            d.say(p["hotline.transfer_desk"])
+            transfer(extension)
+            raise Transferred()
+        d.say(p["hotline.desk_closed"])
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def lookup_resident(self):
+        if not self.facts.phone:
+            return None
+        with self.services.drafts.sessions() as session:
+            return resident_by_phone(session, self.facts.phone)
+
+    def address_said(self) -> bool:
+        return bool(self.facts.room or self.facts.area)
+
+    def set_address(self, building, unit, room, area) -> None:
+        f = self.facts
+        f.building, f.unit, f.room, f.area = building or "", unit or "", room or "", area or ""
+
+    def note_utterance(self, step: str, heard: Heard) -> None:
+        if not heard.empty:
+            self.utterances.append({"step": step, "text": heard.text, "keys": heard.keys, "words": heard.words,
+                                    "start": heard.start, "end": heard.end})
+
+    def utterances_of(self, step: str) -> list[dict]:
+        return [u for u in self.utterances if u["step"] == step]
+
+    def local_now(self) -> datetime:
+        return self.services.clock().astimezone(self.services.settings.tz)
+
+
+def caller_number(caller: str) -> str:
+    """The digits of a caller ID (``sip:13800138000@pbx`` or ``"王" <sip:+8613800138000@x>``)."""
+    match = re.search(r"(?:sip:)?\+?(\d{3,20})@", caller) or re.search(r"\+?(\d{3,20})", caller)
+    number = match.group(1) if match else ""
+    return number[2:] if number.startswith("86") and len(number) == 13 else number
+
+
+def desk_staffed(hours: list[str] | tuple[str, ...], now: datetime) -> bool:
+    for span in hours:
+        start, end = (time.fromisoformat(t.strip()) for t in span.split("-"))
+        if start <= now.time() < end:
+            return True
+    return False
+
+
+def answer_hotline(call, services: HotlineServices) -> None:
+    """The ``on_call`` of the hotline line."""
+    HotlineCall(call, services).run()
