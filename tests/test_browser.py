@@ -488,3 +488,47 @@ def test_screenshots_of_every_page(live_server, browser_a, browser_b):
     wait(browser_b, shown(f".card[data-id='{late['id']}']"))
     assert browser_b.execute_script("return document.documentElement.scrollWidth") <= 375
     screenshot(browser_b, "engineer")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_phone_draft_shows_its_transcript_and_recording_and_is_accepted(live_server, browser_a, settings):
+    """What the hotline leaves at 2 a.m. is reviewed in the morning: words the recognizer was unsure
+    of are marked, the recording plays, and 审核受理 moves the draft on."""
+    import subprocess
+    from datetime import datetime, timezone
+
+    from core.calls import CallLog
+    from core.intake import DraftFacts, PhoneDrafts
+
+    facts = DraftFacts(phone="13800138000", building="3", unit="2", room="1101", category="plumbing",
+                       description="卫生间水龙头一直滴水", confirmed={"address"})
+    ticket_id, number = PhoneDrafts(live_server.sessions, settings).save(None, facts, datetime.now(timezone.utc), "描述问题")
+    recording = settings.recordings_dir / "2026" / "call.wav"
+    recording.parent.mkdir(parents=True)
+    subprocess.run(["sox", "-n", "-r", "8000", "-b", "16", "-c", "1", str(recording), "synth", "3", "sine", "440"], check=True)
+    log = CallLog(live_server.sessions)
+    call_id = log.open(sip_call_id="e2e@127.0.0.1", direction="inbound", line="hotline", caller="13800138000", called="100")
+    words = [{"word": "卫生间", "start": 1.0, "end": 1.4, "conf": 0.93}, {"word": "水龙头", "start": 1.4, "end": 1.9, "conf": 0.41},
+             {"word": "一直滴水", "start": 1.9, "end": 2.6, "conf": 0.88}]
+    log.update(call_id, ticket_id=ticket_id, recording_path="2026/call.wav", transcript={
+        "utterances": [{"step": "problem", "text": "卫生间水龙头一直滴水", "keys": "", "words": words, "start": 1.0, "end": 2.6}],
+        "confirmed": ["address"]})
+    log.close(call_id, "completed")
+
+    live_server.add_user("desk1", PASSWORD, "frontdesk")
+    login(browser_a, live_server, "desk1")
+    wait(browser_a, lambda d: number in css(d, "body").text, message="the phone draft is not in the queue")
+    assert "待审核" in css(browser_a, "body").text
+    open_ticket(browser_a, live_server, ticket_id)
+    unsure = wait(browser_a, shown("mark.low-conf"))
+    assert unsure.text == "水龙头" and "0.41" in unsure.get_attribute("title")
+    assert "来电人已确认：地址" in css(browser_a, "#calls-view").text
+    audio = css(browser_a, "audio.recording")
+    playable = browser_a.execute_async_script("""
+        const [audio, done] = arguments;
+        audio.addEventListener('loadedmetadata', () => done(audio.duration), {once: true});
+        audio.addEventListener('error', () => done(-1), {once: true});
+        audio.preload = 'metadata'; audio.load();""", audio)
+    assert 2.9 < playable < 3.1  # the browser really loaded the WAV through the staff-only route
+    screenshot(browser_a, "phone-draft")
+    do_action(browser_a, "审核受理", expect_status="受理")

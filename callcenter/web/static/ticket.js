@@ -5,6 +5,7 @@ import {
   urgencyBadge, watchTickets,
 } from '/static/app.js';
 import { actionButtons, actionForm } from '/static/actions.js';
+import { renderCalls } from '/static/calls.js';
 
 const ticketId = Number(location.pathname.split('/')[2]);
 const EDITORS = ['frontdesk', 'manager', 'admin'];
@@ -65,6 +66,7 @@ function render() {
     ['回访结果', ticket.rating],
     ticket.cancel_reason ? ['撤单原因', ticket.cancel_reason_name || ticket.cancel_reason] : null,
   ]));
+  renderCalls($('#calls-view'), ticket.calls);
   $('#edit-button').hidden = !EDITORS.includes(me.role);
   renderActions();
   renderTimeline();
@@ -111,6 +113,7 @@ function eventTitle(event) {
   if (event.kind === 'created') return `新建维修单 → ${event.to_name}`;
   if (event.kind === 'edit') return '修改信息';
   if (event.kind === 'note') return '备注';
+  if (event.kind === 'call') return '电话报修（自动记录）';
   if (event.from_status === event.to_status && event.data?.engineer) return `改派（${event.to_name}）`;
   return `${event.from_name} → ${event.to_name}`;
 }
@@ -135,7 +138,7 @@ function eventDetails(event) {
   }
   if (data.rating) lines.push(`回访结果：${data.rating}`);
   if (data.postponed_until) lines.push(`暂缓至 ${fmtTime(data.postponed_until)}`);
-  if (event.note) lines.push(event.kind === 'note' ? event.note : `备注：${event.note}`);
+  if (event.note) lines.push(event.kind === 'note' || event.kind === 'call' ? event.note : `备注：${event.note}`);
   const changes = data.changes
     ? h('ul', { class: 'changes' }, Object.entries(data.changes).map(([key, change]) => h('li', {},
       `${FIELD_LABELS[key] || key}：${valueText(key, change.from)} → ${valueText(key, change.to)}`)))
