@@ -62,7 +62,7 @@ HOTLINE = Actor("hotline", Role.FRONTDESK)
 
 @dataclass
 class NewTicket:
-    description: str
+    description: str = ""  # required from people (parse_new_ticket); a phone draft may not know it yet
     phone: str = ""
     reporter_name: str = ""
     building: str = ""

@@ -18,7 +18,7 @@ from core import desk
 from core.desk import HOTLINE, NewTicket
 from core.settings import Settings
 from core.store import Ticket
-from core.tickets import Channel, Status, Urgency, current_due_at
+from core.tickets import Channel, Status, current_due_at
 
 PENDING_DESCRIPTION = "（电话报修，内容请听录音）"
 DRAFT_FIELDS = {"description", "phone", "reporter_name", "building", "unit", "room", "area", "category",
@@ -26,20 +26,10 @@ DRAFT_FIELDS = {"description", "phone", "reporter_name", "building", "unit", "ro
 
 
 @dataclass
-class DraftFacts:
+class DraftFacts(NewTicket):
     """What the call has established so far; ``confirmed`` names the facts the caller confirmed."""
 
-    phone: str = ""
-    reporter_name: str = ""
-    building: str = ""
-    unit: str = ""
-    room: str = ""
-    area: str = ""
-    description: str = ""
-    category: str = "other"
-    urgency: Urgency = Urgency.NORMAL
-    appointment_start: datetime | None = None
-    appointment_end: datetime | None = None
+    channel: Channel = Channel.PHONE
     confirmed: set[str] = field(default_factory=set)
 
     def ticket_fields(self) -> dict[str, Any]:
