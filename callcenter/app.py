@@ -21,20 +21,13 @@ from core.accounts import add_user
 from core.calls import CallLog
 from core.intake import PhoneDrafts
 from core.settings import Settings
-from core.store import User, make_engine, make_session_factory
+from core.store import User, make_session_factory
 
 log = logging.getLogger("callcenter")
 
 
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def open_database(settings: Settings):
-    """The engine on an up-to-date schema: a first start creates the database by itself."""
-    engine = make_engine(settings.database_url)
-    migrate.upgrade(engine)
-    return engine
 
 
 def ensure_first_admin(settings: Settings, sessions) -> None:
@@ -69,7 +62,7 @@ def load_speech(settings: Settings):
 
 
 def build_app(settings: Settings) -> web.Application:
-    engine = open_database(settings)
+    engine = migrate.open_database(settings.database_url)
     sessions = make_session_factory(engine)
     ensure_first_admin(settings, sessions)
     app = create_app(settings, sessions)

@@ -7,7 +7,7 @@ import getpass
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from core.settings import Settings, SettingsError, load_settings
@@ -61,6 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
         load = group.add_parser("import", help=f"add or update {noun} from a UTF-8 CSV with header {header}")
         load.add_argument("file", type=Path)
         load.set_defaults(handler=cmd_import, noun=noun)
+    roster = commands.add_parser("roster", help="the duty roster (值班表)").add_subparsers(metavar="ACTION")
+    load = roster.add_parser(
+        "import", help="replace the weekly duty pattern from a UTF-8 CSV file",
+        description="Header name,weekdays,start,end,skill,chain. weekdays: 1-5 or 6,7 (1 = Monday); start, end: "
+                    "HH:MM, an end at or before the start crosses midnight; skill: empty for every kind of repair; "
+                    "chain: engineers in the order to ring them, 张工>李工>王主管 (张工:40 rings 张工 40 s). "
+                    "The file replaces every shift; a bad line refuses the whole file.")
+    load.add_argument("file", type=Path)
+    load.set_defaults(handler=cmd_roster_import)
+    override = roster.add_parser("override", help="someone stands in for someone else (swap, leave, holiday)")
+    override.add_argument("--from", dest="starts", required=True, metavar="ISO",
+                          help="ISO time, or a date (from its 00:00); without an offset: the site's zone")
+    override.add_argument("--to", dest="ends", required=True, metavar="ISO",
+                          help="ISO time (exclusive), or a date (to its end)")
+    override.add_argument("--replace", required=True, metavar="NAME", help="the engineer who is away")
+    override.add_argument("--with", dest="substitute", metavar="NAME",
+                          help="the engineer who stands in (omit: nobody does)")
+    override.add_argument("--note", default="", help="why, e.g. 调休")
+    override.set_defaults(handler=cmd_roster_override)
+
     setup = commands.add_parser("setup", help="install optional parts").add_subparsers(metavar="PART")
     asr = setup.add_parser("asr", help="install the Chinese speech model (download, or --from a copied archive)")
     asr.add_argument("--from", dest="archive", type=Path, help="a copied vosk-model-small-cn-0.22.zip")
@@ -171,11 +191,11 @@ def cmd_transcribe(args, settings: Settings) -> int:
 
 
 def _sessions(settings: Settings):
-    from callcenter.app import open_database
+    from core.migrate import open_database
     from core.store import make_session_factory
 
     try:
-        return make_session_factory(open_database(settings))
+        return make_session_factory(open_database(settings.database_url))
     except Exception as error:  # a wrong URL or an unreachable server: say which, briefly
         raise CommandError(f"无法打开数据库 / cannot open the database: {error}") from None
 
@@ -236,6 +256,66 @@ def cmd_import(args, settings: Settings) -> int:
         raise CommandError(f"{error}（未导入任何记录 / nothing imported）") from None
     print(f"新增 {result.added}，更新 {result.updated} / added {result.added}, updated {result.updated}")
     return 0
+
+
+def cmd_roster_import(args, settings: Settings) -> int:
+    from core import directory, roster_store
+
+    try:
+        rows = directory.read_csv(args.file, roster_store.SHIFT_COLUMNS)
+        with _sessions(settings)() as session, session.begin():
+            shifts = roster_store.replace_shifts(session, rows)
+    except (directory.DirectoryError, roster_store.RosterError) as error:
+        raise CommandError(f"{error}（未导入任何班次 / nothing imported）") from None
+    print(f"已导入 {len(shifts)} 个班次 / imported {len(shifts)} shifts")
+    print_gaps(settings)
+    return 0
+
+
+def cmd_roster_override(args, settings: Settings) -> int:
+    from core import roster_store
+    from core.desk import Actor
+    from core.tickets import Role
+
+    starts, ends = roster_time(args.starts, settings, "--from"), roster_time(args.ends, settings, "--to", end=True)
+    try:
+        with _sessions(settings)() as session, session.begin():
+            replaced = roster_store.engineer_named(session, args.replace)
+            substitute = roster_store.engineer_named(session, args.substitute) if args.substitute else None
+            roster_store.add_override(session, starts, ends, replaced, substitute, Actor("cli", Role.ADMIN),
+                                      datetime.now(timezone.utc), args.note)
+    except roster_store.RosterError as error:
+        raise CommandError(str(error)) from None
+    span = f"{starts.isoformat(timespec='minutes')} — {ends.isoformat(timespec='minutes')}"
+    print(f"已登记 / recorded: {span} {args.substitute or '无人'} 替 {args.replace} 值班")
+    print_gaps(settings)
+    return 0
+
+
+def roster_time(value: str, settings: Settings, option: str, end: bool = False) -> datetime:
+    """An ISO time (no offset: the site's zone), or a date: its first moment, or for an end its last."""
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value) + timedelta(days=1 if end else 0)
+            return datetime.combine(day, datetime.min.time(), tzinfo=settings.tz)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{option} 应为 ISO 8601 日期或时间，例如 2026-11-27 或 2026-11-27T20:00："
+                           f"{value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=settings.tz)
+
+
+def print_gaps(settings: Settings, days: int = 7) -> None:
+    """After a change: every slot with nobody to ring in the coming week, so nobody finds out at night."""
+    from core import roster_store
+
+    now = datetime.now(settings.tz)
+    with _sessions(settings)() as session:
+        roster = roster_store.load_roster(session, settings, since=now)
+    for gap in roster_store.upcoming_gaps(roster, now, settings, days):
+        shift = f"班次「{gap.shift}」无人可呼叫" if gap.shift else "没有排班"
+        starts, ends = gap.starts_at.astimezone(settings.tz), gap.ends_at.astimezone(settings.tz)
+        print(f"注意 / warning: {starts:%m-%d %H:%M} 至 {ends:%m-%d %H:%M} {gap.skill or '全部技能'}：{shift}")
 
 
 if __name__ == "__main__":

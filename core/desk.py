@@ -58,6 +58,8 @@ class Actor:
 
 
 HOTLINE = Actor("hotline", Role.FRONTDESK)
+# The emergency call-out records, on the front desk's behalf, what an engineer accepted on the phone.
+CALLOUT = Actor("callout", Role.FRONTDESK)
 
 
 @dataclass

@@ -19,6 +19,15 @@ def alembic_config(engine: Engine, connection=None) -> Config:
     return config
 
 
+def open_database(url: str) -> Engine:
+    """The engine on an up-to-date schema: a first start creates the database by itself."""
+    from core.store import make_engine
+
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         command.upgrade(alembic_config(engine, connection), revision)

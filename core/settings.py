@@ -86,6 +86,32 @@ class HotlineSettings:
 
 
 @dataclass(frozen=True)
+class CalloutSettings:
+    """The emergency call-out: whom the duty roster's chain rings, how long, how often."""
+
+    line: str = ""  # the [[lines]] name used to dial out
+    ring_seconds: int = 25  # per link, unless the roster gives that link its own time
+    rounds: int = 2  # how many times the whole chain is tried before the last resort
+    last_resort: str = ""  # a number or SIP URI rung once after the rounds (e.g. the 24-hour control room)
+    # A second emergency from the same place and kind within this window is the same incident.
+    incident_window_minutes: int = 60
+    alert_contacts: tuple[str, ...] = ()  # managers told when nobody took an emergency
+    # Which roster skill an emergency category needs ("category=skill"); other categories: anyone on duty.
+    category_skills: tuple[str, ...] = ("plumbing=水电", "electrical=水电", "elevator=电梯", "gas=燃气")
+
+    def __post_init__(self) -> None:
+        if self.ring_seconds < 1:
+            raise SettingsError("callout.ring_seconds 应为正整数 / must be at least 1")
+        if self.rounds < 1:
+            raise SettingsError("callout.rounds 至少为 1 / must be at least 1")
+        for entry in self.category_skills:
+            category, _, skill = entry.partition("=")
+            if not category.strip() or not skill.strip():
+                raise SettingsError(f"callout.category_skills 应为「类别=技能」/ expected category=skill: "
+                                    f"{entry!r}")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     timezone: str = "Asia/Shanghai"
@@ -95,6 +121,7 @@ class Settings:
     sla: SlaSettings = field(default_factory=SlaSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
     hotline: HotlineSettings = field(default_factory=HotlineSettings)
+    callout: CalloutSettings = field(default_factory=CalloutSettings)
     # [[lines]] tables, read by callcenter.ivr; each key overridable by CALLCENTER_LINES_<NAME>_<KEY>
     # (that is where a line's password belongs).
     lines: tuple[dict[str, Any], ...] = ()

@@ -6,7 +6,7 @@ The schema is changed only through Alembic migrations in ``core/migrations``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, time, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -226,6 +227,101 @@ class CallRecord(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     recording_path: Mapped[str] = mapped_column(String(256), default="")
     transcript: Mapped[dict[str, Any] | None]
+
+
+# --- the duty roster and emergency call-outs (core.roster, core.callouts) ----------------
+
+
+class Shift(Base):
+    """A weekly duty slot: on these weekdays from start to end (an end not after the start
+    crosses midnight), for one skill or, with skill "", for every kind of repair."""
+
+    __tablename__ = "shifts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    weekdays: Mapped[list[Any]]  # ISO weekdays the shift starts on, 1 = Monday
+    start_time: Mapped[time]
+    end_time: Mapped[time]
+    skill: Mapped[str] = mapped_column(String(16), default="", index=True)
+
+    links: Mapped[list[ShiftLink]] = relationship(
+        order_by="ShiftLink.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class ShiftLink(Base):
+    """One place in a shift's escalation chain: primary, backup, supervisor, manager ..."""
+
+    __tablename__ = "shift_links"
+    __table_args__ = (UniqueConstraint("shift_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shift_id: Mapped[int] = mapped_column(ForeignKey("shifts.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    engineer_id: Mapped[int] = mapped_column(ForeignKey("engineers.id"))
+    ring_seconds: Mapped[int | None] = mapped_column(Integer)  # None: callout.ring_seconds
+
+
+class RosterOverride(Base):
+    """A swap, leave or holiday: in [starts_at, ends_at) ``substitute`` stands in for ``replaced``
+    wherever the pattern names them; no substitute means nobody covers."""
+
+    __tablename__ = "roster_overrides"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(index=True)
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    replaced_id: Mapped[int] = mapped_column(ForeignKey("engineers.id"))
+    substitute_id: Mapped[int | None] = mapped_column(ForeignKey("engineers.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class CallOut(Base):
+    """Ringing the on-duty chain for one emergency ticket, until someone accepts or nobody does."""
+
+    __tablename__ = "callouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    # Equal to ticket_id while ringing, NULL after: the unique index lets only one call-out per
+    # ticket run, even when several IVR processes share the database.
+    running_ticket_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    state: Mapped[str] = mapped_column(String(12), index=True)  # ringing | accepted | exhausted | stopped
+    skill: Mapped[str] = mapped_column(String(16), default="")
+    shift_name: Mapped[str | None] = mapped_column(String(64))
+    # The chain as it stood at the start, so a restart resumes the same steps whatever the roster says now.
+    chain: Mapped[list[Any]]
+    started_at: Mapped[datetime]
+    started_by: Mapped[str] = mapped_column(String(64))
+    ended_at: Mapped[datetime | None]
+    engineer_id: Mapped[int | None] = mapped_column(ForeignKey("engineers.id"))  # who accepted
+    stopped_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    attempts: Mapped[list[CallOutAttempt]] = relationship(
+        order_by="CallOutAttempt.id", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class CallOutAttempt(Base):
+    """One ring of one step. Stored before dialling, so no step is rung twice, not even after a crash."""
+
+    __tablename__ = "callout_attempts"
+    __table_args__ = (UniqueConstraint("callout_id", "round", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    callout_id: Mapped[int] = mapped_column(ForeignKey("callouts.id", ondelete="CASCADE"), index=True)
+    round: Mapped[int] = mapped_column(Integer)  # 1.. for the chain; 0 for the last resort
+    position: Mapped[int] = mapped_column(Integer)
+    engineer_id: Mapped[int | None] = mapped_column(ForeignKey("engineers.id"))  # None: the last resort
+    contact: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(12))  # None while ringing; see core.dispatch.Outcome
+    rang_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 # --- engine and sessions ---------------------------------------------------------

@@ -290,3 +290,78 @@ async def test_call_records_and_recordings_are_for_staff_only(api, sessions, set
     assert (await desk.get(f"/api/calls/{escaped}/recording")).status == 404
     shown = await (await desk.get(f"/api/tickets/{ticket['id']}")).json()
     assert shown["calls"][0]["transcript"]["utterances"][0]["text"] == "水管漏水"
+
+
+# --- the duty roster ---------------------------------------------------------------------------------
+
+ROSTER = [{"name": "白班", "weekdays": "1-5", "start": "08:00", "end": "20:00", "skill": "", "chain": "张工>李工"},
+          {"name": "夜班", "weekdays": "1-7", "start": "20:00", "end": "08:00", "skill": "", "chain": "李工"}]
+
+
+@pytest.fixture
+def roster(sessions, people):
+    from core.roster_store import replace_shifts
+
+    with sessions() as session, session.begin():
+        replace_shifts(session, ROSTER)
+    return people
+
+
+async def test_on_call_needs_a_login_and_answers_in_the_contract_shape(api, roster):
+    assert (await api.anonymous.get("/api/oncall")).status == 401
+    engineer = await api("zhang")  # every member of staff may ask who is on duty
+
+    async def on_call(query=""):
+        response = await engineer.get(f"/api/oncall{query}")
+        assert response.status == 200
+        return await response.json()
+
+    assert await on_call() == {"shift": "白班", "chain": [  # the clock says Monday 10:00
+        {"engineer_id": roster["张工"], "name": "张工", "contact": "13800000001"},
+        {"engineer_id": roster["李工"], "name": "李工", "contact": "13800000002"}]}
+    saturday_night = await on_call("?at=2026-11-28T03:00")  # Friday's night shift, in the site's time
+    assert saturday_night == {"shift": "夜班", "chain": [
+        {"engineer_id": roster["李工"], "name": "李工", "contact": "13800000002"}]}
+    assert await on_call("?at=2026-11-28T12:00:00%2B08:00&skill=水电") == {"shift": None, "chain": []}
+    assert (await on_call("?skill=电梯"))["shift"] == "白班"  # no lift shift: the general one
+    response = await engineer.get("/api/oncall?at=tonight")
+    assert response.status == 422 and "at" in (await response.json())["fields"]
+
+
+async def test_the_roster_page_overrides_and_gaps(api, roster):
+    assert (await api.anonymous.get("/api/roster")).status == 401
+    assert (await (await api("zhang")).get("/api/roster")).status == 403
+    desk, boss = await api("desk"), await api("boss")
+    page = await (await desk.get("/api/roster")).json()
+    assert [(s["name"], s["weekdays_text"], s["start"], s["end"], s["crosses_midnight"]) for s in page["shifts"]] == [
+        ("白班", "周一至周五", "08:00", "20:00", False), ("夜班", "每天", "20:00", "08:00", True)]
+    assert [(link["name"], link["ring_seconds"]) for link in page["shifts"][0]["chain"]] == [("张工", 25), ("李工", 25)]
+    weekend_days = [{"skill": "", "from": f"2026-11-{day}T08:00:00+08:00", "to": f"2026-11-{day}T20:00:00+08:00",
+                     "shift": None} for day in (28, 29)]
+    assert page["gaps"] == weekend_days and page["overrides"] == []
+
+    swap = {"from": "2026-11-27T20:00", "to": "2026-11-28T08:00", "replace_id": roster["李工"],
+            "with_id": roster["张工"], "note": "李工调休"}
+    assert (await desk.post("/api/roster/overrides", json=swap)).status == 403
+    response = await boss.post("/api/roster/overrides", json=swap)
+    assert response.status == 201
+    created = await response.json()
+    assert (created["replaced_name"], created["with_name"], created["from"], created["created_by"]) == (
+        "李工", "张工", "2026-11-27T20:00:00+08:00", "boss")
+    friday_night = await (await desk.get("/api/oncall?at=2026-11-27T23:00")).json()
+    assert [link["name"] for link in friday_night["chain"]] == ["张工"]
+
+    leave = {"from": "2026-11-24T20:00", "to": "2026-11-25T08:00", "replace_id": roster["李工"], "with_id": None}
+    assert (await boss.post("/api/roster/overrides", json=leave)).status == 201
+    page = await (await desk.get("/api/roster")).json()
+    assert [o["note"] for o in page["overrides"]] == ["", "李工调休"]  # soonest first
+    assert page["gaps"][0] == {"skill": "", "from": "2026-11-24T20:00:00+08:00",
+                               "to": "2026-11-25T08:00:00+08:00", "shift": "夜班"}
+
+    for body, field in ((swap | {"to": "2026-11-27T19:00"}, "_"), (swap | {"replace_id": None}, "replace_id"),
+                        (swap | {"from": "soon"}, "from"), (swap | {"with_id": 999}, "with_id")):
+        response = await boss.post("/api/roster/overrides", json=body)
+        assert response.status == 422 and field in (await response.json())["fields"], body
+    assert (await boss.delete(f"/api/roster/overrides/{created['id']}")).status == 204
+    assert (await boss.delete(f"/api/roster/overrides/{created['id']}")).status == 404
+    assert len((await (await desk.get("/api/roster")).json())["overrides"]) == 1

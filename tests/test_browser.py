@@ -532,3 +532,43 @@ def test_a_phone_draft_shows_its_transcript_and_recording_and_is_accepted(live_s
     assert 2.9 < playable < 3.1  # the browser really loaded the WAV through the staff-only route
     screenshot(browser_a, "phone-draft")
     do_action(browser_a, "审核受理", expect_status="受理")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_manager_sees_the_roster_its_empty_slots_in_red_and_records_leave(live_server, browser_a):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from core.roster_store import replace_shifts
+
+    live_server.add_engineer("张师傅", "13700000001", ["水电"])
+    live_server.add_engineer("李师傅", "13700000002", ["水电"])
+    live_server.add_user("boss", PASSWORD, "manager")
+    with live_server.sessions() as session, session.begin():
+        replace_shifts(session, [{"name": "白班", "weekdays": "1-7", "start": "08:00", "end": "20:00", "skill": "",
+                                  "chain": "张师傅>李师傅:40"}])
+    login(browser_a, live_server, "boss", page="/manager")
+    row = wait(browser_a, shown("#shift-table tbody tr"))
+    assert row.text.split() == ["白班", "每天", "08:00–20:00", "全部", "张师傅", "25秒", "→", "李师傅", "40秒"]
+    nights = css_all(browser_a, "#roster-gaps .gap")  # nobody at night: one red line per night of the week
+    assert len(nights) in (7, 8) and all(n.text.endswith("全部技能（没有排班）") for n in nights)
+    assert nights[0].value_of_css_property("color") == "rgba(198, 40, 40, 1)"
+
+    # Both away tomorrow 10:00-12:00 with nobody standing in: the day shift itself becomes a gap.
+    tomorrow = (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=1)).date().isoformat()
+    for away in ("张师傅", "李师傅"):
+        for selector, value in (("#ov-from", f"{tomorrow}T10:00"), ("#ov-to", f"{tomorrow}T12:00")):
+            browser_a.execute_script("arguments[0].value = arguments[1]", css(browser_a, selector), value)
+        choose(css(browser_a, "#ov-replace"), away)
+        choose(css(browser_a, "#ov-with"), "无人顶班")
+        css(browser_a, "#ov-note").send_keys("请假")
+        css(browser_a, "#override-form button[type=submit]").click()
+        wait(browser_a, text_is("#override-result", f"已登记：无人 替 {away} 值班"))
+    gap = wait(browser_a, lambda d: next((g for g in css_all(d, "#roster-gaps .gap") if "白班" in g.text), False))
+    assert "10:00 至" in gap.text and "12:00" in gap.text and "班次「白班」的人员都不在岗" in gap.text
+    assert len(css_all(browser_a, "#override-table tbody tr[data-id]")) == 2
+    screenshot(browser_a, "manager-roster")
+
+    css(browser_a, "#override-form button[type=submit]").click()  # nothing filled in: said per field
+    wait(browser_a, shown("#override-form .field-error"))
+    assert "请填写时间" in css(browser_a, "#override-form").text

@@ -1,7 +1,7 @@
 // 统计与设置 (manager/admin): figures for a date range, the 17:00 list, the fee standard,
-// engineers, and (admin only) staff accounts.
+// engineers, the duty roster, and (admin only) staff accounts.
 import {
-  $, api, clearFieldErrors, dueInfo, fillSelect, fmtMoney, fmtPercent, fmtShort, h, request, run,
+  $, api, clearFieldErrors, dueInfo, fillSelect, fmtMoney, fmtPercent, fmtShort, fromInputValue, h, request, run,
   showFieldErrors, showPageError, startPage, statusBadge, todayISO, urgencyBadge, loadEngineers,
 } from '/static/app.js';
 
@@ -161,6 +161,71 @@ async function loadEngineerTable() {
     '还没有维修人员（可用命令行导入）'));
 }
 
+// --- the duty roster ---------------------------------------------------------------------------------
+
+// An empty slot is where an emergency at night would ring nobody: each one is a red line.
+function gapLine(gap) {
+  const who = gap.shift ? `班次「${gap.shift}」的人员都不在岗` : '没有排班';
+  return h('p', { class: 'message error gap' },
+    `无人值班：${fmtShort(gap.from)} 至 ${fmtShort(gap.to)}，${gap.skill || '全部技能'}（${who}）`);
+}
+
+async function loadRoster() {
+  const data = await api('/api/roster');
+  $('#roster-gaps').replaceChildren(...(data.gaps.length ? data.gaps.map(gapLine)
+    : [h('p', { class: 'message ok' }, '未来 7 天每个时段都有人值班')]));
+  $('#shift-table').replaceChildren(table(
+    [['班次'], ['星期'], ['时间'], ['技能'], ['呼叫顺序（振铃秒数）']],
+    data.shifts.map((shift) => h('tr', {},
+      h('td', {}, shift.name), h('td', {}, shift.weekdays_text),
+      h('td', { class: 'nowrap' }, `${shift.start}–${shift.crosses_midnight ? '次日' : ''}${shift.end}`),
+      h('td', {}, shift.skill || '全部'),
+      h('td', {}, shift.chain.map((link) => `${link.name}${link.active ? '' : '（已停用）'} ${link.ring_seconds}秒`)
+        .join(' → ')))),
+    '还没有班次'));
+  $('#override-table').replaceChildren(table(
+    [['开始'], ['结束'], ['原值班'], ['顶班'], ['备注'], ['登记人'], ['操作']],
+    data.overrides.map((override) => h('tr', { 'data-id': override.id },
+      h('td', { class: 'nowrap' }, fmtShort(override.from)), h('td', { class: 'nowrap' }, fmtShort(override.to)),
+      h('td', {}, override.replaced_name), h('td', {}, override.with_name || '无人顶班'),
+      h('td', {}, override.note), h('td', {}, override.created_by),
+      h('td', {}, h('button', { type: 'button', class: 'small danger', onclick: () => removeOverride(override) }, '删除')))),
+    '没有调班'));
+}
+
+async function removeOverride(override) {
+  const { ok, status, data } = await request(`/api/roster/overrides/${override.id}`, { method: 'DELETE' });
+  if (!ok) showPageError(data.error || `删除失败（${status}）`);
+  else $('#override-result').textContent = `已删除：${override.replaced_name} 的调班`;
+  await loadRoster();
+}
+
+function setUpOverrideForm() {
+  const form = $('#override-form');
+  const people = engineers.filter((e) => e.active).map((e) => [e.id, e.name]);
+  fillSelect(form.elements.namedItem('replace_id'), [['', '请选择'], ...people]);
+  fillSelect(form.elements.namedItem('with_id'), [['', '无人顶班'], ...people]);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearFieldErrors(form);
+    const field = (name) => form.elements.namedItem(name).value;
+    const body = {
+      from: fromInputValue(field('from')), to: fromInputValue(field('to')),
+      replace_id: Number(field('replace_id')) || null, with_id: Number(field('with_id')) || null, note: field('note'),
+    };
+    const { status, data } = await request('/api/roster/overrides', { method: 'POST', body });
+    if (status === 201) {
+      form.reset();
+      $('#override-result').textContent = `已登记：${data.with_name || '无人'} 替 ${data.replaced_name} 值班`;
+      await loadRoster();
+    } else if (status === 422) {
+      showFieldErrors(form, data.fields, data.error);
+    } else {
+      form.querySelector('.form-error').textContent = data.error || `保存失败（${status}）`;
+    }
+  });
+}
+
 async function patchUser(user, body, done) {
   const { ok, status, data } = await request(`/api/users/${user.id}`, { method: 'PATCH', body });
   if (!ok) {
@@ -250,7 +315,8 @@ run(async () => {
   $('#report-form').addEventListener('submit', loadReport);
   $('#daily-form').addEventListener('submit', loadDaily);
   setUpFeeForm();
-  await Promise.all([loadReport(), loadDaily(), loadFees(), loadEngineerTable()]);
+  await Promise.all([loadReport(), loadDaily(), loadFees(), loadEngineerTable(), loadRoster()]);
+  setUpOverrideForm();
   if (me.role === 'admin') {
     $('#users').hidden = false;
     $('#users-link').hidden = false;

@@ -114,6 +114,7 @@ function eventTitle(event) {
   if (event.kind === 'edit') return '修改信息';
   if (event.kind === 'note') return '备注';
   if (event.kind === 'call') return '电话报修（自动记录）';
+  if (event.kind === 'callout') return '紧急呼叫';
   if (event.from_status === event.to_status && event.data?.engineer) return `改派（${event.to_name}）`;
   return `${event.from_name} → ${event.to_name}`;
 }
@@ -138,7 +139,7 @@ function eventDetails(event) {
   }
   if (data.rating) lines.push(`回访结果：${data.rating}`);
   if (data.postponed_until) lines.push(`暂缓至 ${fmtTime(data.postponed_until)}`);
-  if (event.note) lines.push(event.kind === 'note' || event.kind === 'call' ? event.note : `备注：${event.note}`);
+  if (event.note) lines.push(['note', 'call', 'callout'].includes(event.kind) ? event.note : `备注：${event.note}`);
   const changes = data.changes
     ? h('ul', { class: 'changes' }, Object.entries(data.changes).map(([key, change]) => h('li', {},
       `${FIELD_LABELS[key] || key}：${valueText(key, change.from)} → ${valueText(key, change.to)}`)))

@@ -1,0 +1,248 @@
+"""Emergency call-outs as stored records: start one for a ticket, claim the next step, record each
+ring's outcome, accept, stop. The decisions are ``core.dispatch``'s; this module keeps them.
+
+The phone side runs a call-out as a loop of short transactions, so a crash loses nothing::
+
+    call = next_call(...)            # claims the step (stored before dialling) or says wait / done
+    outcome = dial(call.decision.step.contact, call.decision.step.ring_seconds)
+    record_outcome(call.attempt_id, outcome, ...)
+
+A call-out is ``ringing`` until an engineer (or the last resort) accepts, nobody does
+(``exhausted``), or the front desk stops it (``stopped``). When an engineer accepts, the ticket
+is moved by the call-out actor along its ordinary rules, each move an event: a phone draft is
+received (受理) without waiting for the desk's review, because at night nobody may review it
+for hours and the engineer has just heard the caller's own words; then 派单 to the engineer,
+then 接单 at that moment. Every ring is an event on the ticket as well.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import desk, dispatch
+from core.desk import CALLOUT, Actor, NotFound
+from core.dispatch import Action, Attempt, Decision, Outcome, Step
+from core.roster import ChainLink, on_duty
+from core.roster_store import load_roster
+from core.settings import Settings
+from core.store import CallOut, CallOutAttempt, Ticket
+from core.tickets import DESK, STATUS_NAMES, Status, TransitionError, TransitionRequest
+
+log = logging.getLogger(__name__)
+
+RINGING, ACCEPTED, EXHAUSTED, STOPPED = "ringing", "accepted", "exhausted", "stopped"
+STATE_NAMES = {RINGING: "呼叫中", ACCEPTED: "已接单", EXHAUSTED: "无人接单", STOPPED: "已停止"}
+# A call-out only makes sense while nobody has taken the ticket yet.
+WAITING_FOR_ENGINEER = frozenset({Status.DRAFT, Status.RECEIVED, Status.DISPATCHED})
+
+
+class CallOutError(TransitionError):
+    """A call-out action that cannot be done now (the API answers 409); the message is Chinese."""
+
+
+@dataclass(frozen=True)
+class NextCall:
+    decision: Decision
+    attempt_id: int | None = None  # RING and LAST_RESORT: the stored attempt to record the outcome on
+
+
+def running_callout(session: Session, ticket_id: int) -> CallOut | None:
+    return session.scalar(select(CallOut).where(CallOut.running_ticket_id == ticket_id))
+
+
+def start_callout(session: Session, ticket_id: int, actor: Actor, now: datetime, settings: Settings) -> CallOut:
+    """Start ringing the chain on duty now for the skill the ticket's category needs."""
+    ticket = desk.get_ticket(session, ticket_id)
+    if actor.role not in DESK:
+        raise CallOutError("只有前台或主管可以发起紧急呼叫")
+    if Status(ticket.status) not in WAITING_FOR_ENGINEER:
+        raise CallOutError(f"维修单状态为「{STATUS_NAMES[Status(ticket.status)]}」，无需紧急呼叫")
+    if running_callout(session, ticket.id) is not None:
+        raise CallOutError("该维修单已有紧急呼叫正在进行")
+    skill = dispatch.needed_skill(ticket.category, settings.callout)
+    duty = on_duty(load_roster(session, settings, since=now), now, skill)
+    callout = CallOut(ticket_id=ticket.id, running_ticket_id=ticket.id, state=RINGING, skill=skill,
+                      shift_name=duty.shift, chain=[_link_json(link) for link in duty.chain],
+                      started_at=now, started_by=actor.name)
+    try:
+        with session.begin_nested():
+            session.add(callout)
+    except IntegrityError:  # another process started one a moment ago
+        raise CallOutError("该维修单已有紧急呼叫正在进行") from None
+    chain_text = " → ".join(link.name for link in duty.chain) or "（无人值班）"
+    desk.record_event(ticket, actor, now, "callout", data={"callout_id": callout.id, "chain": callout.chain},
+                      note=f"发起紧急呼叫（{skill or '不限技能'}，班次：{duty.shift or '无'}）：{chain_text}")
+    log.info("callout %d ticket %s started by %s: %s", callout.id, ticket.number, actor.name, chain_text)
+    return callout
+
+
+def next_call(session: Session, callout_id: int, now: datetime, settings: Settings) -> NextCall:
+    """Decide the next step from what is stored and, if it is a ring, claim it before anyone dials."""
+    callout = _get(session, callout_id)
+    ticket = desk.get_ticket(session, callout.ticket_id)
+    if callout.state == RINGING and Status(ticket.status) not in WAITING_FOR_ENGINEER:
+        _stop_for_ticket(ticket, callout, now)
+    if callout.state != RINGING:
+        return NextCall(Decision(Action(callout.state)))  # accepted, exhausted or stopped
+    chain = [ChainLink(**link) for link in callout.chain]
+    steps = dispatch.plan(chain, settings.callout)
+    for attempt in callout.attempts:
+        if attempt.outcome is None and dispatch.cut_off_after(_attempt(attempt), steps, settings.callout) <= now:
+            _finish(session, ticket, callout, attempt, Outcome.FAILED, None, now, "呼叫中断，未得到结果")
+    decision = dispatch.decide(chain, settings.callout, [_attempt(a) for a in callout.attempts], now)
+    if decision.action in (Action.RING, Action.LAST_RESORT):
+        attempt = CallOutAttempt(round=decision.step.round, position=decision.step.position,
+                                 engineer_id=decision.step.engineer_id, contact=decision.step.contact,
+                                 started_at=now)
+        try:
+            with session.begin_nested():
+                callout.attempts.append(attempt)
+        except IntegrityError:  # another process claimed this very step: it is ringing there
+            session.expire(callout, ["attempts"])
+            return NextCall(Decision(Action.WAIT, wait_until=now + timedelta(seconds=decision.step.ring_seconds)))
+        log.info("callout %d ticket %s: ring %s for %ds", callout.id, ticket.number,
+                 decision.step.describe(), decision.step.ring_seconds)
+        return NextCall(decision, attempt.id)
+    if decision.action == Action.EXHAUSTED:
+        _end(callout, EXHAUSTED, now)
+        told = "、".join(decision.alert_contacts) or "（未配置 callout.alert_contacts）"
+        desk.record_event(ticket, CALLOUT, now, "callout", note=f"紧急呼叫无人接单，需通知主管：{told}",
+                          data={"callout_id": callout.id, "alert_contacts": list(decision.alert_contacts)})
+        log.warning("callout %d ticket %s exhausted: nobody accepted; alerting %s", callout.id, ticket.number, told)
+    return NextCall(decision)
+
+
+def record_outcome(session: Session, attempt_id: int, outcome: Outcome | str, rang_seconds: float | None,
+                   now: datetime, settings: Settings) -> CallOut:
+    """How a ring ended; an acceptance ends the call-out and gives the ticket to that engineer.
+
+    An acceptance that arrives after the front desk stopped the call-out is recorded but
+    changes nothing (check the returned call-out's state and engineer_id before thanking them).
+    """
+    attempt = session.get(CallOutAttempt, attempt_id)
+    if attempt is None:
+        raise NotFound(f"呼叫记录 {attempt_id} 不存在")
+    if attempt.outcome is not None:
+        raise CallOutError("这次呼叫的结果已经记录过")
+    outcome = Outcome(outcome)
+    callout = _get(session, attempt.callout_id)
+    ticket = desk.get_ticket(session, callout.ticket_id)
+    taken_elsewhere = Status(ticket.status) not in WAITING_FOR_ENGINEER
+    late = outcome == Outcome.ACCEPTED and (callout.state != RINGING or taken_elsewhere)
+    _finish(session, ticket, callout, attempt, outcome, rang_seconds, now,
+            "紧急呼叫已结束，此次接单未生效" if late else "")
+    if callout.state == RINGING and taken_elsewhere:
+        _stop_for_ticket(ticket, callout, now)
+    if outcome == Outcome.ACCEPTED and not late:
+        if attempt.engineer_id is not None:
+            _give_ticket_to(session, ticket, attempt.engineer_id, now, settings)
+        _end(callout, ACCEPTED, now, engineer_id=attempt.engineer_id)
+        log.info("callout %d ticket %s accepted by %s", callout.id, ticket.number,
+                 attempt.engineer_id or attempt.contact)
+    return callout
+
+
+def stop_callout(session: Session, callout_id: int, actor: Actor, now: datetime, reason: str = "") -> CallOut:
+    """The front desk stops a running call-out (it reached someone another way, say)."""
+    if actor.role not in DESK:
+        raise CallOutError("只有前台或主管可以停止紧急呼叫")
+    callout = _get(session, callout_id)
+    if callout.state != RINGING:
+        raise CallOutError(f"紧急呼叫已结束（{STATE_NAMES[callout.state]}）")
+    _end(callout, STOPPED, now, stopped_by=actor.name, note=reason.strip())
+    ticket = desk.get_ticket(session, callout.ticket_id)
+    desk.record_event(ticket, actor, now, "callout", note="停止紧急呼叫", reason=reason.strip(),
+                      data={"callout_id": callout.id})
+    log.info("callout %d ticket %s stopped by %s", callout.id, ticket.number, actor.name)
+    return callout
+
+
+def same_incident(session: Session, ticket: Ticket, now: datetime, settings: Settings) -> CallOut | None:
+    """A call-out for the same kind of fault at the same place within ``callout.incident_window_minutes``:
+    ten residents reporting one burst main need one engineer, so the phone side can tell the
+    caller that help is on its way instead of ringing the chain again."""
+    if not (ticket.building or ticket.area):
+        return None  # an unknown place matches nothing
+    since = now - timedelta(minutes=settings.callout.incident_window_minutes)
+    return session.scalar(
+        select(CallOut).join(Ticket, CallOut.ticket_id == Ticket.id)
+        .where(Ticket.id != ticket.id, Ticket.category == ticket.category, Ticket.building == ticket.building,
+               Ticket.area == ticket.area, CallOut.started_at >= since, CallOut.state.in_((RINGING, ACCEPTED)))
+        .order_by(CallOut.started_at.desc()).limit(1))
+
+
+# --- inside ---------------------------------------------------------------------------------
+
+
+def _get(session: Session, callout_id: int) -> CallOut:
+    callout = session.get(CallOut, callout_id)
+    if callout is None:
+        raise NotFound(f"紧急呼叫 {callout_id} 不存在")
+    return callout
+
+
+def _link_json(link: ChainLink) -> dict:
+    return {"engineer_id": link.engineer_id, "name": link.name, "contact": link.contact,
+            "ring_seconds": link.ring_seconds}
+
+
+def _attempt(row: CallOutAttempt) -> Attempt:
+    return Attempt(row.round, row.position, row.contact, row.started_at,
+                   Outcome(row.outcome) if row.outcome else None, row.engineer_id, row.rang_seconds)
+
+
+def _step_of(callout: CallOut, attempt: CallOutAttempt) -> Step:
+    """The step an attempt rang, to describe it (its ring time does not matter any more)."""
+    if attempt.round == dispatch.LAST_RESORT_ROUND:
+        return Step(attempt.round, attempt.position, attempt.contact, 0)
+    link = callout.chain[attempt.position]
+    return Step(attempt.round, attempt.position, attempt.contact, link["ring_seconds"], link["engineer_id"],
+                link["name"])
+
+
+def _finish(session: Session, ticket: Ticket, callout: CallOut, attempt: CallOutAttempt, outcome: Outcome,
+            rang_seconds: float | None, now: datetime, remark: str = "") -> None:
+    attempt.outcome, attempt.ended_at, attempt.rang_seconds = outcome.value, now, rang_seconds
+    step = _step_of(callout, attempt)
+    rang = f"，振铃 {rang_seconds:.0f} 秒" if rang_seconds is not None else ""
+    remark = f"（{remark}）" if remark else ""
+    desk.record_event(ticket, CALLOUT, now, "callout",
+                      note=f"呼叫 {step.describe()}：{dispatch.OUTCOME_NAMES[outcome]}{rang}{remark}",
+                      data={"callout_id": callout.id, "round": attempt.round, "position": attempt.position,
+                            "engineer_id": attempt.engineer_id, "name": step.name, "contact": attempt.contact,
+                            "started_at": attempt.started_at.isoformat(), "outcome": outcome.value,
+                            "rang_seconds": rang_seconds})
+    log.info("callout %d ticket %s: %s -> %s", callout.id, ticket.number, step.describe(), outcome.value)
+
+
+def _stop_for_ticket(ticket: Ticket, callout: CallOut, now: datetime) -> None:
+    """Someone took (or cancelled) the ticket another way: ringing on would only wake people."""
+    _end(callout, STOPPED, now, stopped_by=CALLOUT.name)
+    desk.record_event(ticket, CALLOUT, now, "callout", data={"callout_id": callout.id},
+                      note=f"维修单已「{STATUS_NAMES[Status(ticket.status)]}」，停止紧急呼叫")
+
+
+def _end(callout: CallOut, state: str, now: datetime, engineer_id: int | None = None,
+         stopped_by: str | None = None, note: str = "") -> None:
+    callout.state, callout.ended_at, callout.running_ticket_id = state, now, None
+    callout.engineer_id, callout.stopped_by, callout.note = engineer_id, stopped_by, note
+
+
+def _give_ticket_to(session: Session, ticket: Ticket, engineer_id: int, now: datetime, settings: Settings) -> None:
+    """draft → received → dispatched → accepted, each an ordinary transition by the call-out."""
+    def move(to: Status, **request) -> None:
+        desk.transition(session, ticket, TransitionRequest(to, **request), CALLOUT, now, settings.sla)
+
+    if ticket.status == Status.DRAFT:
+        move(Status.RECEIVED, note="紧急呼叫：维修人员已电话接单，电话报修自动受理")
+    if ticket.status == Status.RECEIVED:
+        move(Status.DISPATCHED, engineer_id=engineer_id, note="紧急呼叫派单")
+    elif ticket.engineer_id != engineer_id:  # dispatched to someone who has not taken it: 改派
+        move(Status.DISPATCHED, engineer_id=engineer_id, reason="紧急呼叫：另一位维修人员电话接单")
+    move(Status.ACCEPTED, note="维修人员电话按键接单")
