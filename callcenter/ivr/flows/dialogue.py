@@ -24,7 +24,13 @@ log = logging.getLogger("callcenter.ivr")
 
 
 class HungUp(Exception):
-    """The caller is gone; the flow stops and saves what it has."""
+    """The caller is gone; the flow stops and saves what it has. Raised by ``listen``, it carries
+    what was heard up to the hang-up (the recogniser's last partial, closed), so a caller who hangs
+    up mid-sentence still leaves their words."""
+
+    def __init__(self, heard: Heard | None = None):
+        super().__init__("the caller hung up")
+        self.heard = heard
 
 
 class CallLike(Protocol):
@@ -71,17 +77,18 @@ class EnergyEndpointer:
         samples = array.array("h", pcm)
         rms = math.sqrt(sum(s * s for s in samples) / len(samples)) if samples else 0.0
         seconds = len(samples) / 8000
+        # Durations are sums of 0.02 s frames: ten of them make 0.19999999999999998, not 0.2.
         if rms >= self.threshold_rms:
             self.loud += seconds
             self.quiet = 0.0
-            if not self.speaking and self.loud >= self.start_seconds:
+            if not self.speaking and self.loud >= self.start_seconds - 1e-6:
                 self.speaking = True
                 return "start"
         else:
             self.quiet += seconds
             if not self.speaking:
                 self.loud = 0.0
-            elif self.quiet >= self.end_silence:
+            elif self.quiet >= self.end_silence - 1e-6:
                 return "end"
         return None
 
@@ -115,47 +122,91 @@ class Dialogue:
         return outcome
 
     def listen(self, *, max_seconds: float, no_input_seconds: float = 6.0, grammar: list[str] | None = None,
-               keys_end: str = "", max_keys: int = 1, on_partial: Callable[[str], None] | None = None) -> Heard:
+               keys_end: str = "", max_keys: int = 1, on_partial: Callable[[str], None] | None = None,
+               end_silence: float | None = None) -> Heard:
         """Hear one answer: speech up to its end (silence) or ``max_seconds``, or keys.
 
         Keys: returns after ``max_keys`` keys or on a key in ``keys_end`` (e.g. "#"). Nothing at
-        all within ``no_input_seconds`` returns an empty Heard. Raises HungUp when the caller is gone.
+        all within ``no_input_seconds`` returns an empty Heard. ``end_silence`` (default: the
+        dialogue's) is how long a silence ends speech when there is no recogniser to say so; with
+        one, a sound it takes for no words at all also ends at that silence. Raises HungUp when the
+        caller is gone, carrying what was heard until then.
+
+        ``start``/``end`` (and the words' times) are offsets in the call's recording. The audio fed
+        here may begin before this call (what the caller said over a prompt they barged in on is
+        still buffered), so its position is worked out from how much audio was taken in: the last
+        frame taken is the one just received.
         """
         recognizer = self.new_recognizer(grammar) if self.new_recognizer else None
-        energy = EnergyEndpointer(end_silence=self.end_silence)
+        energy = EnergyEndpointer(end_silence=end_silence or self.end_silence)
         heard = Heard(start=self.offset())
         began = time.monotonic()
         finals: list[Final] = []
-        for frame in self._frames_until(began + max_seconds):
-            if self._read_keys(heard, keys_end, max_keys):
-                break
-            moment = energy.feed(frame)
-            if moment == "start":
-                heard.spoke = True
-            if recognizer is not None and frame:
-                events = recognizer.accept(frame)
-                for event in events:
-                    if isinstance(event, Partial) and on_partial and event.text:
-                        on_partial(event.text)
-                finals += [e for e in events if isinstance(e, Final) and e.text]
-                if finals:
+        fed = 0.0  # seconds of caller audio taken in by this listen
+        speech_from: float | None = None  # where in that audio the energy says speech began
+        speech_to = 0.0  # ... and was last loud
+        partial_seen = False
+        try:
+            for frame in self._frames_until(began + max_seconds):
+                if self._read_keys(heard, keys_end, max_keys):
                     break
-            elif moment == "end":
-                break
-            if not heard.spoke and not finals and time.monotonic() - began >= no_input_seconds:
-                break
-        else:
-            if not self.call.is_active:
-                raise HungUp()
+                if not frame:  # no audio (RTP paused): still check keys and timeouts
+                    if not heard.spoke and time.monotonic() - began >= no_input_seconds:
+                        break
+                    continue
+                fed += len(frame) / 16000
+                moment = energy.feed(frame)
+                if moment == "start":
+                    heard.spoke = True
+                    speech_from = fed - energy.loud
+                if energy.speaking and energy.quiet == 0.0:
+                    speech_to = fed
+                if recognizer is not None:
+                    events = recognizer.accept(frame)
+                    for event in events:
+                        if isinstance(event, Partial) and event.text:
+                            partial_seen = True
+                            if on_partial:
+                                on_partial(event.text)
+                    finals += [e for e in events if isinstance(e, Final) and e.text]
+                    if finals:
+                        break
+                    if moment == "end" and not partial_seen:
+                        break  # a cough or a bang the recogniser did not take for words: do not wait for more
+                elif moment == "end":
+                    break
+                if not heard.spoke and not finals and time.monotonic() - began >= no_input_seconds:
+                    break
+            else:
+                if not self.call.is_active:
+                    raise HungUp()
+        except HungUp:
+            self._close(heard, recognizer, finals, fed, speech_from, speech_to)
+            log.info("call %s: hung up while we listened; heard %r", self.call.call_id, heard.text)
+            raise HungUp(heard) from None
+        self._close(heard, recognizer, finals, fed, speech_from, speech_to)
+        log.info("call %s: heard %r keys %r (%.2f-%.2f s)", self.call.call_id, heard.text, heard.keys,
+                 heard.start, heard.end)
+        return heard
+
+    def _close(self, heard: Heard, recognizer: Recognizer | None, finals: list[Final], fed: float,
+               speech_from: float | None, speech_to: float) -> None:
+        """Fill in ``heard`` once listening is over (the open utterance is closed by ``finish``)."""
         if recognizer is not None and not finals:
-            finals = [e for e in recognizer.finish() if isinstance(e, Final) and e.text]
+            finals += [e for e in recognizer.finish() if isinstance(e, Final) and e.text]
+        now = self.offset()
+        audio_start = max(0.0, min(heard.start, now - fed))  # the recording offset of the first frame fed
         heard.text = "".join(f.text.replace(" ", "") for f in finals)
-        heard.words = [{"word": w.word, "start": round(heard.start + w.start, 2), "end": round(heard.start + w.end, 2),
+        heard.words = [{"word": w.word, "start": round(audio_start + w.start, 2), "end": round(audio_start + w.end, 2),
                         "conf": w.conf} for f in finals for w in f.words]
         heard.spoke = heard.spoke or bool(heard.text)
-        heard.end = self.offset()
-        log.info("call %s: heard %r keys %r", self.call.call_id, heard.text, heard.keys)
-        return heard
+        if speech_from is not None:
+            heard.start = round(audio_start + speech_from, 2)
+            heard.end = round(audio_start + max(speech_to, speech_from), 2)
+        elif heard.words:
+            heard.start, heard.end = heard.words[0]["start"], heard.words[-1]["end"]
+        else:
+            heard.end = now
 
     def _frames_until(self, deadline: float):
         while time.monotonic() < deadline:

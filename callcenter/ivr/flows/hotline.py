@@ -33,6 +33,8 @@ class Transferred(Exception):
 
 # Categories fixed in a public place or that need no home visit: no appointment asked.
 NO_VISIT_CATEGORIES = {"elevator", "public_facility"}
+# With no speech model, a description ends with # or this much silence.
+NO_MODEL_END_SILENCE = 4.0
 
 
 @dataclass
@@ -61,6 +63,8 @@ class HotlineCall:
     record_id: int | None = None
     utterances: list[dict] = field(default_factory=list)
     emergency_raised: bool = False
+    provisional_description: str = ""  # taken from a partial result; the final replaces it
+    told_number: bool = False  # the caller has heard the ticket number: hanging up now is the normal end
 
     def __post_init__(self) -> None:
         s = self.services
@@ -77,12 +81,16 @@ class HotlineCall:
                                       caller=call.caller, called=call.called, at=s.clock())
         outcome = "error"
         try:
-            call.answer()
+            try:
+                call.answer()
+            except CallEnded:  # cancelled while it rang
+                outcome = "cancelled"
+                return
             s.calls.update(self.record_id, answered_at=s.clock())
             self.start_recording()
             outcome = self.converse()
         except (HungUp, CallEnded):
-            outcome = "caller_hung_up"
+            outcome = "completed" if self.told_number else "caller_hung_up"
         except Transferred:
             outcome = "transferred"
         except Exception:
@@ -122,8 +130,7 @@ class HotlineCall:
         d, p = self.dialogue, self.prompts
         d.say(p["hotline.greeting"], barge_in=True)
         d.say(p["hotline.menu"], barge_in=True)
-        heard = d.listen(max_seconds=self.config.max_description_seconds, no_input_seconds=5,
-                         on_partial=self.watch_for_emergency)
+        heard = self.listen_for_problem(max_seconds=self.config.max_description_seconds, no_input_seconds=5)
         if heard.keys == "2":
             return self.tell_ticket_status()
         if heard.keys == "0":
@@ -138,7 +145,9 @@ class HotlineCall:
         self.ask_time()
         self.confirm_summary()
         self.save("确认报修")
-        d.say(p.say("hotline.ticket_number_prefix") + p.digits(self.number) + p["hotline.goodbye"])
+        d.say(p.say("hotline.ticket_number_prefix") + p.digits(self.number))
+        self.told_number = True
+        d.say(p["hotline.goodbye"])
         return "completed"
 
     # -- steps -----------------------------------------------------------------------------
@@ -193,10 +202,15 @@ class HotlineCall:
 
     def ask_problem(self) -> None:
         d, p = self.dialogue, self.prompts
-        for prompt in ("hotline.ask_problem", "hotline.ask_again"):
+        # With no speech model the description is for the recording only: the caller is told to end
+        # it with #, so a pause for thought must not cut it (only a long silence does).
+        first = "hotline.ask_problem" if d.has_speech else "hotline.no_speech_fallback"
+        end_silence = None if d.has_speech else NO_MODEL_END_SILENCE
+        for prompt in (first, "hotline.ask_again"):
             d.say(p[prompt], barge_in=True)
-            heard = d.listen(max_seconds=self.config.max_description_seconds,
-                             no_input_seconds=self.config.no_input_seconds, on_partial=self.watch_for_emergency)
+            heard = self.listen_for_problem(max_seconds=self.config.max_description_seconds,
+                                            no_input_seconds=self.config.no_input_seconds, keys_end="#",
+                                            end_silence=end_silence)
             if heard.spoke:
                 self.take_description(heard)
                 return
@@ -206,18 +220,30 @@ class HotlineCall:
         if heard.keys == "0":
             self.desk_transfer()
 
+    def listen_for_problem(self, **kwargs) -> Heard:
+        """A listen whose words describe the problem: emergencies are watched for on every partial,
+        and a caller who hangs up mid-sentence leaves what was heard so far in the draft."""
+        try:
+            return self.dialogue.listen(on_partial=self.watch_for_emergency, **kwargs)
+        except HungUp as gone:
+            if gone.heard is not None and gone.heard.spoke and not gone.heard.keys:
+                self.take_description(gone.heard)
+            raise
+
     def take_description(self, heard: Heard) -> None:
         f = self.facts
         self.note_utterance("problem", heard)
         if heard.text:
+            if self.provisional_description and f.description == self.provisional_description:
+                f.description = ""  # the partial that raised the emergency: the final says it all
+            self.provisional_description = ""
             f.description = (f.description + "；" if f.description else "") + heard.text
             draft = triage(f.description, self.local_now())
             f.category = draft.category
             if draft.urgency == Urgency.EMERGENCY:
                 f.urgency = Urgency.EMERGENCY
-            if draft.appointment:
-                f.appointment_start = datetime.fromisoformat(draft.appointment["start"])
-                f.appointment_end = datetime.fromisoformat(draft.appointment["end"])
+            if draft.appointment:  # core.triage.Appointment: aware datetimes already
+                f.appointment_start, f.appointment_end = draft.appointment.start, draft.appointment.end
             if not self.address_said():
                 self.set_address(draft.address.building, draft.address.unit, draft.address.room, draft.address.area)
         self.save("描述问题")
@@ -233,7 +259,7 @@ class HotlineCall:
             self.facts.urgency = Urgency.EMERGENCY
             self.facts.category = draft.category
             if not self.facts.description:
-                self.facts.description = partial.replace(" ", "")
+                self.facts.description = self.provisional_description = partial.replace(" ", "")
             log.info("call %s: emergency words %s in a partial result", self.call.call_id,
                      [w["word"] for w in draft.to_dict()["emergency_words"]])
             self.save("识别到紧急情况")
@@ -254,8 +280,7 @@ class HotlineCall:
         self.note_utterance("time", heard)
         appointment = triage(heard.text, self.local_now()).appointment if heard.text else None
         if appointment:
-            f.appointment_start = datetime.fromisoformat(appointment["start"])
-            f.appointment_end = datetime.fromisoformat(appointment["end"])
+            f.appointment_start, f.appointment_end = appointment.start, appointment.end
             self.save("预约时间")
 
     def confirm_summary(self) -> None:
@@ -264,13 +289,15 @@ class HotlineCall:
         summary += p[f"pieces.cat_{f.category}"]
         if f.appointment_start:
             summary += p.when(f.appointment_start.astimezone(self.services.settings.tz), self.local_now())
-        if d.ask_yes_no(summary + p["hotline.summary_confirm"], tries=1) is False:
-            d.say(p["hotline.ask_problem"], barge_in=True)
-            heard = d.listen(max_seconds=self.config.max_description_seconds,
-                             no_input_seconds=self.config.no_input_seconds, on_partial=self.watch_for_emergency)
+        answer = d.ask_yes_no(summary + p["hotline.summary_confirm"], tries=1)
+        if answer is False:
+            d.say(p["hotline.ask_problem" if d.has_speech else "hotline.no_speech_fallback"], barge_in=True)
+            heard = self.listen_for_problem(max_seconds=self.config.max_description_seconds,
+                                            no_input_seconds=self.config.no_input_seconds, keys_end="#",
+                                            end_silence=None if d.has_speech else NO_MODEL_END_SILENCE)
             if heard.spoke:
                 self.take_description(heard)
-        else:
+        elif answer:  # no answer at all is not a confirmation
             f.confirmed.add("summary")
 
     def tell_ticket_status(self) -> str:

