@@ -133,10 +133,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", default="5,10,20,40", help="simultaneous calls per round, comma separated")
     parser.add_argument("--engine", choices=sorted(SPEECH), default="stand-in")
+    parser.add_argument("--verbose", action="store_true", help="log every call's steps")
     parser.add_argument("--queue-frames", type=int, default=None,
                         help="try another OUTGOING_FRAMES (prompt audio queued ahead of the RTP sender)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    if args.verbose:
+        logging.getLogger("callcenter.ivr").setLevel(logging.INFO)
+    logging.getLogger("callcenter.asr").setLevel(logging.ERROR)  # the Korean model knows no 是/不是: said per listen
     rounds = [int(n) for n in args.calls.split(",")]
     if args.queue_frames:
         from callcenter.ivr import sipfix
@@ -182,6 +186,7 @@ def main() -> None:
     line.start()
     receiver = Receiver()
     sipp = Sipp(work)
+    run = None
     best = 0
     from callcenter.ivr import sipfix
     print(f"engine {args.engine}: {text!r} ({seconds:.2f} s of speech); {os.cpu_count()} cores; SQLite; "
@@ -249,6 +254,8 @@ def main() -> None:
             time.sleep(2)
         print(f"largest N with no prompt gap and every ticket right: {best or 'none'}")
     finally:
+        if run is not None:
+            run.stop()
         receiver.stop()
         line.stop()
         engine.dispose()
