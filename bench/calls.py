@@ -32,7 +32,6 @@ import importlib.resources
 import logging
 import multiprocessing
 import os
-import resource
 import socket
 import statistics
 import sys
@@ -59,24 +58,13 @@ from core.settings import DatabaseSettings, load_settings  # noqa: E402
 from core.store import CallRecord, Resident, Ticket, TicketEvent, make_engine, make_session_factory  # noqa: E402
 from tests.support.hotline_caller import CallerScript, OnsetScripted, utterance_script, voice  # noqa: E402
 from tests.support.sip import LOOPBACK, Sipp, free_udp_ports  # noqa: E402
+from bench.ivr_calls import cpu_seconds, rss_mb  # noqa: E402
 
 RESIDENT = dict(phone="13800138000", name="王阿姨", building="3", unit="2", room="1101")
 SPEECH = {"stand-in": ("卫生间的水龙头一直滴水", "cmn"), "chinese": ("卫生间的水龙头一直滴水", "cmn"),
           "korean": ("부엌 수도관이 터졌어요", "ko")}
 SPEAK_AT = 9.5
 MAX_GAP_MS = 120  # RTP 20 ms apart; a phone's jitter buffer (~100 ms) hides a packet this late, not more
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Receiver:

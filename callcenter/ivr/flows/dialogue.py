@@ -8,16 +8,14 @@ the description is kept in the recording for the front desk.
 
 from __future__ import annotations
 
-import array
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from callcenter.asr.grammar import YES_NO, match_answer, phrases_of
 from callcenter.asr.stream import Final, Partial, Recognizer
-from callcenter.ivr.media import PlayOutcome
+from callcenter.ivr.media import PlayOutcome, rms
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -74,11 +72,10 @@ class EnergyEndpointer:
 
     def feed(self, pcm: bytes) -> str | None:
         """"start" when speech begins, "end" when it has stopped for ``end_silence``, else None."""
-        samples = array.array("h", pcm)
-        rms = math.sqrt(sum(s * s for s in samples) / len(samples)) if samples else 0.0
-        seconds = len(samples) / 8000
+        loudness = rms(pcm)
+        seconds = len(pcm) / 16000
         # Durations are sums of 0.02 s frames: ten of them make 0.19999999999999998, not 0.2.
-        if rms >= self.threshold_rms:
+        if loudness >= self.threshold_rms:
             self.loud += seconds
             self.quiet = 0.0
             if not self.speaking and self.loud >= self.start_seconds - 1e-6:
