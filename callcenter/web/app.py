@@ -8,8 +8,8 @@ from typing import Callable
 from aiohttp import web
 from sqlalchemy.orm import sessionmaker
 
-from callcenter.web import api_admin, api_calls, api_roster, api_tickets, auth, live, pages
-from callcenter.web.context import CLOCK, HEALTH, SESSIONS, SETTINGS, system_clock
+from callcenter.web import api_admin, api_callout, api_calls, api_roster, api_tickets, auth, live, pages
+from callcenter.web.context import CLOCK, HEALTH, SESSIONS, SETTINGS, WAKE_CALLOUTS, system_clock
 from core.settings import Settings
 
 
@@ -22,9 +22,10 @@ def create_app(settings: Settings, sessions: sessionmaker,
     app[SESSIONS] = sessions
     app[CLOCK] = clock
     app[HEALTH] = {}
+    app[WAKE_CALLOUTS] = lambda: None
     app[live.FEED] = live.ChangeFeed(app)
     for table in (auth.routes, api_tickets.routes, api_calls.routes, api_admin.routes, live.routes,
-                  api_roster.routes, pages.routes):
+                  api_roster.routes, api_callout.routes, pages.routes):
         app.add_routes(table)
     app.router.add_static("/static/", pages.STATIC, append_version=True)
     app.cleanup_ctx.append(live.feed_context)

@@ -26,6 +26,8 @@ SESSIONS = web.AppKey("sessions", sessionmaker)
 CLOCK = web.AppKey("clock", Callable[[], datetime])
 # Extra facts for /api/health from the voice side (speech model, lines): name -> callable.
 HEALTH = web.AppKey("health", dict)
+# Tells the call-out runner of this process to look at the database now (a no-op without telephony).
+WAKE_CALLOUTS = web.AppKey("wake_callouts", Callable[[], None])
 
 def system_clock() -> datetime:
     return datetime.now(timezone.utc)

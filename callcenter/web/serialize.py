@@ -7,7 +7,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.calls import OUTCOMES
-from core.store import CallRecord, Engineer, FeeItem, Ticket, TicketEvent, User
+from core.callouts import STATE_NAMES
+from core.dispatch import OUTCOME_NAMES, Outcome, Step
+from core.settings import Settings
+from core.store import CallOut, CallRecord, Engineer, FeeItem, Ticket, TicketEvent, User
 from core.tickets import (
     CATEGORY_NAMES,
     CANCEL_REASONS,
@@ -110,4 +113,33 @@ def call_json(call: CallRecord, tz: ZoneInfo) -> dict[str, Any]:
         "outcome": call.outcome, "outcome_name": OUTCOMES.get(call.outcome, call.outcome),
         "ticket_id": call.ticket_id, "transcript": call.transcript,
         "recording_url": f"/api/calls/{call.id}/recording" if call.recording_path else None,
+    }
+
+
+def callout_json(callout: CallOut, settings: Settings) -> dict[str, Any]:
+    """A call-out as the contract of GET /api/tickets/{id}/callout, with names for the ticket page."""
+    tz, chain = settings.tz, callout.chain
+    names = {link["engineer_id"]: link["name"] for link in chain}
+
+    def attempt_json(attempt) -> dict[str, Any]:
+        step = Step(attempt.round, attempt.position, attempt.contact, 0, attempt.engineer_id,
+                    names.get(attempt.engineer_id, ""))
+        outcome = Outcome(attempt.outcome) if attempt.outcome else None
+        return {"engineer_id": attempt.engineer_id, "name": step.name, "step": step.describe(),
+                "contact": attempt.contact, "round": attempt.round, "started_at": local_iso(attempt.started_at, tz),
+                "outcome": outcome.value if outcome else None,
+                "outcome_name": OUTCOME_NAMES[outcome] if outcome else "振铃中",
+                "rang_seconds": attempt.rang_seconds}
+
+    return {
+        "id": callout.id, "ticket_id": callout.ticket_id, "state": callout.state,
+        "state_name": STATE_NAMES[callout.state], "engineer_id": callout.engineer_id,
+        "engineer_name": names.get(callout.engineer_id), "skill": callout.skill, "shift": callout.shift_name,
+        "started_at": local_iso(callout.started_at, tz), "started_by": callout.started_by,
+        "ended_at": local_iso(callout.ended_at, tz), "stopped_by": callout.stopped_by, "note": callout.note,
+        "chain": [{"engineer_id": link["engineer_id"], "name": link["name"], "contact": link["contact"],
+                   "ring_seconds": link["ring_seconds"]} for link in chain],
+        "attempts": [attempt_json(attempt) for attempt in callout.attempts],
+        # No line to dial out on: nobody will be rung; the page says so loudly.
+        "line_configured": any(line.get("name") == settings.callout.line for line in settings.lines),
     }

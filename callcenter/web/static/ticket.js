@@ -5,6 +5,7 @@ import {
   urgencyBadge, watchTickets,
 } from '/static/app.js';
 import { actionButtons, actionForm } from '/static/actions.js';
+import { createCalloutPanel } from '/static/callout.js';
 import { renderCalls } from '/static/calls.js';
 
 const ticketId = Number(location.pathname.split('/')[2]);
@@ -18,6 +19,7 @@ const TEXT_FIELDS = ['reporter_name', 'phone', 'building', 'unit', 'room', 'rema
 const TIME_FIELDS = ['appointment_start', 'appointment_end'];
 
 let meta, me, ticket, fees = [], engineers = [];
+let callout; // the 紧急呼叫 panel
 let busy = false; // an action form or the editor is open: live changes wait for the user
 
 const yesNo = (value) => (value ? '是' : '否');
@@ -67,6 +69,7 @@ function render() {
     ticket.cancel_reason ? ['撤单原因', ticket.cancel_reason_name || ticket.cancel_reason] : null,
   ]));
   renderCalls($('#calls-view'), ticket.calls);
+  callout.refresh();
   $('#edit-button').hidden = !EDITORS.includes(me.role);
   renderActions();
   renderTimeline();
@@ -264,7 +267,9 @@ let stale = false;
 async function reload() {
   try {
     const fresh = await api(`/api/tickets/${ticketId}`);
-    const changed = fresh.updated_at !== ticket?.updated_at || fresh.status !== ticket?.status;
+    // A call-out's rings add events without touching the ticket's own fields.
+    const changed = fresh.updated_at !== ticket?.updated_at || fresh.status !== ticket?.status
+      || fresh.events.length !== ticket?.events.length;
     ticket = fresh;
     showPageError('');
     return changed;
@@ -302,6 +307,8 @@ run(async () => {
   [fees, engineers] = await Promise.all([
     api('/api/fees').catch(() => []), loadEngineers().catch(() => []), reload()]);
   if (!ticket) return;
+  callout = createCalloutPanel($('#callout-panel'), {
+    me, getTicket: () => ticket, onTicket: (updated) => { ticket = updated; render(); } });
   editor();
   $('#edit-button').addEventListener('click', openEditor);
   $('#note-form').addEventListener('submit', addNote);
