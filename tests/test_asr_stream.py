@@ -326,3 +326,27 @@ def test_scripted_recognizer_closes_a_pending_partial_on_finish():
     recognizer.accept(silence(1.0, 8000))
     (final,) = recognizer.finish()
     assert (final.text, final.reason) == ("喂", "end")
+
+
+def test_a_pooled_recogniser_is_reused_warm_with_its_times_from_zero_again(ko_model, sentence_runs):
+    """The hotline's free-speech recognisers come from a pool: a second listen gets the same warm
+    recogniser back, and hears the same words at the same times as a fresh one would."""
+    from callcenter.asr.stream import RecognizerPool
+
+    audio = sentence_runs["8k-ulaw"].audio
+    pool = RecognizerPool(ko_model, audio.sample_rate)
+    first = pool(None)
+    heard_first = finals(run_stream(first, audio))
+    first.release()
+    assert pool.idle == 1
+    second = pool(None)
+    assert second is first and pool.idle == 0
+    heard_second = finals(run_stream(second, audio))
+    second.release()
+    # The decoder's guesses for robotic Korean may differ by a syllable between runs; the words must
+    # be much the same and placed at the same times, counted from the start of this listen.
+    first_text, second_text = heard_first[0].text, heard_second[0].text
+    assert first_text and character_error_rate(first_text, second_text) < 0.3, (first_text, second_text)
+    assert heard_second[0].words[0].start == pytest.approx(heard_first[0].words[0].start, abs=0.1)
+    assert heard_second[0].words[-1].end == pytest.approx(heard_first[0].words[-1].end, abs=0.3)
+    assert pool(["네", "아니요"]) is not first  # grammars get a recogniser of their own

@@ -212,15 +212,16 @@ def make_hotline(settings, sessions, prompts, tmp_path):
 
 
 def call_hotline(sipp: Sipp, target: str, script: CallerScript, directory: Path, *, caller: str, length: float,
-                 hang_up_at: float | None = None, timeout: float = 90.0):
-    """SIPp calls ``target`` as ``caller`` and sends ``script`` for ``length`` seconds after the ACK;
-    it hangs up at ``hang_up_at`` seconds, or else waits for the hotline's BYE."""
+                 hang_up_at: float | None = None, timeout: float = 90.0, port: int | None = None):
+    """SIPp calls ``target`` as ``caller`` (from ``port``) and sends ``script`` for ``length`` seconds
+    after the ACK; it hangs up at ``hang_up_at`` seconds, or else waits for the hotline's BYE."""
     pcap = script.write_pcap(directory / f"caller-{random.getrandbits(32):08x}.pcap", length)
     params = {"pcap": pcap, "caller": caller, "bye_timeout_ms": int(timeout * 1000)}
+    port = port or free_udp_ports()
     if hang_up_at is not None:
-        return sipp.start("hotline_caller_hangs_up", target, port=free_udp_ports(), timeout=timeout,
+        return sipp.start("hotline_caller_hangs_up", target, port=port, timeout=timeout,
                           params={**params, "hold_ms": int(hang_up_at * 1000)})
-    return sipp.start("hotline_caller", target, port=free_udp_ports(), timeout=timeout, params=params)
+    return sipp.start("hotline_caller", target, port=port, timeout=timeout, params=params)
 
 
 def finished(run, timeout: float) -> None:
@@ -480,6 +481,27 @@ def test_garbage_and_truncated_sip_packets_do_not_stop_the_next_call(make_hotlin
     assert (ticket.building, ticket.unit, ticket.room, ticket.description) == ("3", "2", "1101", PENDING_DESCRIPTION)
     assert (record.outcome, record.ticket_id, record.caller) == ("caller_hung_up", ticket.id, RESIDENT["phone"])
     assert all(r.sip_call_id != "junk@x" or r.outcome != "in_progress" for r in hotline.call_records())
+
+
+def test_every_refused_call_leaves_a_call_record(make_hotline, sipp, tmp_path):
+    """Calls turned away before any flow runs (outside a trunk's allow-list, over max_calls) are
+    calls too: the console lists them, once each, with how they ended."""
+    hotline = make_hotline(SpokenScripts())
+    first_port, second_port, stranger_port = free_udp_ports(), free_udp_ports(), free_udp_ports()
+    telephony = hotline.telephony(mode="trunk", allow=[f"{LOOPBACK}:{first_port}", f"{LOOPBACK}:{second_port}"],
+                                  max_calls=1)
+    listen = telephony.lines[0].config.listen
+    sipp.run("caller_refused", listen, port=stranger_port, params={"code": 403})
+    first = call_hotline(sipp, listen, CallerScript(), tmp_path, caller=STRANGER, length=4, hang_up_at=3,
+                         timeout=20, port=first_port)
+    first.wait_received("200")  # the one call the line takes is under way
+    sipp.run("caller_refused", listen, port=second_port, params={"code": 486})
+    finished(first, 20)
+    hotline.wait_for_call_record()
+    refused = [r for r in hotline.call_records() if r.outcome in ("rejected", "busy")]
+    assert [(r.outcome, r.direction, r.line, r.caller) for r in refused] == [
+        ("rejected", "inbound", "hotline", "13800138000"), ("busy", "inbound", "hotline", "13800138000")]
+    assert all(r.started_at == r.ended_at and r.answered_at is None and r.ticket_id is None for r in refused)
 
 
 # ---------------------------------------------------------------- (h) no speech model at all

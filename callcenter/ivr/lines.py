@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from callcenter.ivr.media import CODECS, BargeInDetector, PlayOutcome, PromptPlayer, WavRecorder
-from callcenter.ivr.sipfix import (CallEnded, CallState, DialError, RegistrationError, SipCall, SipError,
-                                   UserAgent, parse_host_port)
+from callcenter.ivr.sipfix import (CallEnded, CallState, DialError, RefusedCall, RegistrationError, SipCall,
+                                   SipError, UserAgent, parse_host_port)
 
-__all__ = ["Call", "CallEnded", "DialError", "Line", "LineConfig", "PlayOutcome", "RegistrationError", "SipError"]
+__all__ = ["Call", "CallEnded", "DialError", "Line", "LineConfig", "PlayOutcome", "RefusedCall", "RegistrationError",
+           "SipError"]
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -84,9 +85,13 @@ class LineConfig:
 
 
 class Line:
-    def __init__(self, config: LineConfig, on_call: Callable[[Call], None] | None = None):
+    def __init__(self, config: LineConfig, on_call: Callable[[Call], None] | None = None,
+                 on_refused: Callable[[RefusedCall], None] = lambda refused: None):
+        """``on_refused`` hears of every INVITE refused before a flow ran (busy, codec, not allowed,
+        no thread), from the SIP thread: it must only queue."""
         self.config = config
         self.on_call = on_call
+        self.on_refused = on_refused
         server = parse_host_port(config.server) if config.server else None
         allow = [parse_host_port(entry, default_port=0) for entry in config.allow]
         if not allow and server:
@@ -96,7 +101,7 @@ class Line:
             server=server, password=config.password, allow=[(ip, port or None) for ip, port in allow],
             max_calls=config.max_calls, rtp_ports=config.rtp_ports, codecs=[CODECS[name] for name in config.codecs],
             register_expires=config.register_expires, keepalive_interval=config.keepalive_interval,
-            retry_interval=config.retry_interval, on_incoming=self._incoming)
+            retry_interval=config.retry_interval, on_incoming=self._incoming, on_refused=on_refused)
         self._flows: dict[str, threading.Thread] = {}
 
     @property
@@ -159,6 +164,7 @@ class Line:
             self._flows.pop(call.call_id, None)
             log.error("call %s: cannot start its flow (%s); 503", call.call_id, error)
             session.reject(503)
+            self.on_refused(RefusedCall(call.call_id, call.caller, call.called, 503, f"no thread for the flow: {error}"))
 
     def _run_flow(self, call: Call) -> None:
         try:

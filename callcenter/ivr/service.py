@@ -7,12 +7,14 @@ calls (``hotline``, the default) or ``none`` for a line used only to dial out.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
+from functools import partial
 from typing import Any, Callable
 
-from callcenter.asr.stream import Recognizer, VoskRecognizer
+from callcenter.asr.stream import Recognizer, RecognizerPool
 from callcenter.ivr.flows.hotline import HotlineServices, answer_hotline
-from callcenter.ivr.lines import Line, LineConfig, RegistrationError
+from callcenter.ivr.lines import Line, LineConfig, RefusedCall, RegistrationError
 from core.settings import Settings, SettingsError
 
 log = logging.getLogger("callcenter.ivr")
@@ -47,26 +49,40 @@ def line_config(table: dict[str, Any]) -> tuple[LineConfig, str]:
 
 
 def recognizer_factory(model, settings: Settings) -> Callable[[list[str] | None], Recognizer] | None:
-    """A new recognizer per answer on the shared model; None when there is no model."""
+    """A recognizer per answer on the shared model (free speech ones kept warm); None with no model."""
     if model is None:
         return None
+    return RecognizerPool(model, 8000, end_silence=settings.asr.end_silence_seconds,
+                          max_utterance=settings.asr.max_utterance_seconds)
 
-    def new_recognizer(grammar: list[str] | None) -> Recognizer:
-        return VoskRecognizer(model, 8000, end_silence=settings.asr.end_silence_seconds,
-                              max_utterance=settings.asr.max_utterance_seconds, grammar=grammar)
 
-    return new_recognizer
+# How a call refused before any flow ran is recorded; others (488 no common codec, 503 no thread) failed.
+REFUSED_OUTCOMES = {486: "busy", 403: "rejected"}
 
 
 class Telephony:
     """Every configured line of this process, started and stopped together."""
 
     def __init__(self, settings: Settings, hotline: HotlineServices):
+        self.hotline = hotline
         self.lines: list[Line] = []
+        # Refused calls are written from here, not from the SIP receive thread that refuses them.
+        self._refusals = ThreadPoolExecutor(1, thread_name_prefix="refused-calls")
         for table in settings.lines:
             config, flow = line_config(table)
             on_call = (lambda call: answer_hotline(call, hotline)) if flow == "hotline" else None
-            self.lines.append(Line(config, on_call=on_call))
+            on_refused = partial(self._refusals.submit, self._record_refused, config.name)
+            self.lines.append(Line(config, on_call=on_call, on_refused=on_refused))
+
+    def _record_refused(self, line: str, refused: RefusedCall) -> None:
+        """Every call leaves a record, also one turned away before it was answered."""
+        outcome, at = REFUSED_OUTCOMES.get(refused.code, "failed"), self.hotline.clock()
+        try:
+            record_id = self.hotline.calls.open(sip_call_id=refused.call_id, direction="inbound", line=line,
+                                                caller=refused.caller, called=refused.called, at=at, outcome=outcome)
+            self.hotline.calls.close(record_id, outcome, at)
+        except Exception:
+            log.exception("call %s: could not record the refused call (%s)", refused.call_id, refused.reason)
 
     def start(self) -> None:
         if not self.lines:
@@ -83,6 +99,7 @@ class Telephony:
     def stop(self) -> None:
         for line in self.lines:
             line.stop()
+        self._refusals.shutdown(wait=True)
 
     def health(self) -> dict[str, str]:
         return {line.name: line.status for line in self.lines}

@@ -51,7 +51,7 @@ TRANSACTION_TIMEOUT = 64 * T1  # timers B, F, H
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 USER_AGENT = f"callcenter-hotline (pyVoIP {pyVoIP.__version__})"
 EVENT_PAYLOAD_TYPE = 101
-OUTGOING_FRAMES = 3  # 60 ms of prompt queued ahead of the RTP sender
+OUTGOING_FRAMES = 10  # 200 ms of prompt queued ahead of the RTP sender: with 60 ms, prompts broke up beyond ~20 calls (bench/calls.py)
 
 
 class SipError(Exception):
@@ -748,6 +748,17 @@ class CallState(StrEnum):
     ENDED = "ended"
 
 
+@dataclass(frozen=True)
+class RefusedCall:
+    """An INVITE answered with an error before it became a call (busy, codec, not allowed)."""
+
+    call_id: str
+    caller: str
+    called: str
+    code: int
+    reason: str
+
+
 class CallListener(Protocol):
     """What a call reports, from the SIP and RTP threads; implementations must only queue."""
 
@@ -1137,7 +1148,8 @@ class UserAgent:
                  allow: Iterable[tuple[str, int | None]] = (), max_calls: int = 10,
                  rtp_ports: tuple[int, int] = (20000, 20999), codecs: Sequence[Codec] = (),
                  register_expires: int = 300, keepalive_interval: float = 30.0, retry_interval: float = 10.0,
-                 on_incoming: Callable[[SipCall], None] = lambda call: call.reject(480)):
+                 on_incoming: Callable[[SipCall], None] = lambda call: call.reject(480),
+                 on_refused: Callable[[RefusedCall], None] = lambda refused: None):
         self.name, self.address, self.user, self.mode = name, address, user, mode
         self.server, self.server_host = server, server_host or (server[0] if server else "")
         self.password = password
@@ -1145,12 +1157,14 @@ class UserAgent:
         self.max_calls, self.codecs = max_calls, list(codecs) or list(CODECS_BY_PAYLOAD_TYPE.values())
         self.ports = PortPool(*rtp_ports)
         self.on_incoming = on_incoming
+        self.on_refused = on_refused  # receive thread: must only queue
         self.endpoint = SipEndpoint(name, address, self._on_request)
         self.registration = (Registration(self, server, self.server_host, user, password, register_expires,
                                           keepalive_interval, retry_interval) if mode == "register" else None)
         self.contact = f"<sip:{user}@{address[0]}:{address[1]}>"
         self._calls: dict[str, SipCall] = {}
         self._ended: dict[str, SipCall] = {}  # kept 32 s to absorb retransmitted INVITE/BYE/ACK
+        self._refused: set[str] = set()  # Call-IDs refused in the last 32 s: one report per call
         self._lock = threading.Lock()
 
     @property
@@ -1233,9 +1247,12 @@ class UserAgent:
         elif method == "OPTIONS" and call is not None:  # an in-dialog keep-alive from the other phone
             self.send(build_response(request, 200, headers=[f"Allow: {ALLOW}"]), source)
         elif not self._allowed(source):
-            log.warning("call %s: %s from %s:%d refused (403): not in the allow-list of line %s",
-                        request.call_id, method, *source, self.name)
-            self.send(build_response(request, 403, to_tag=new_tag()), source)
+            why = f"{method} from {source[0]}:{source[1]}, not in the allow-list of line {self.name}"
+            if method == "INVITE":
+                self._refuse(request, source, 403, why)
+            else:
+                log.warning("call %s: %s refused (403)", request.call_id, why)
+                self.send(build_response(request, 403, to_tag=new_tag()), source)
         elif method == "INVITE":
             self._incoming(request, source)
         elif method == "OPTIONS":
@@ -1251,9 +1268,8 @@ class UserAgent:
             # Defect max-calls: pyVoIP accepts every INVITE (3 threads and an RTP port each) until the
             # box falls over. Beyond max_calls we answer 486 Busy Here (RFC 3261 §21.4.24).
             if len(self._calls) >= self.max_calls:
-                log.warning("call %s: INVITE from %s refused (486): line %s has %d of %d calls",
-                            invite.call_id, caller, self.name, len(self._calls), self.max_calls)
-                self.send(build_response(invite, 486, to_tag=new_tag()), source)
+                self._refuse(invite, source, 486, f"INVITE from {caller}: line {self.name} has "
+                                                  f"{len(self._calls)} of {self.max_calls} calls")
                 return
             try:
                 media = RemoteMedia.from_message(invite)
@@ -1262,8 +1278,7 @@ class UserAgent:
                     raise SipError(f"no common codec in {media.payload_types} (we take "
                                    f"{', '.join(c.name for c in self.codecs)})")
             except SipError as error:
-                log.warning("call %s: INVITE from %s refused (488): %s", invite.call_id, caller, error)
-                self.send(build_response(invite, 488, to_tag=new_tag()), source)
+                self._refuse(invite, source, 488, f"INVITE from {caller}: {error}")
                 return
             call = SipCall.inbound(self, invite, source, media, codec)
             self._calls[call.call_id] = call
@@ -1273,6 +1288,18 @@ class UserAgent:
         # Defect answer-sleep: VoIPPhone starts the call callback through Timer(1, ...), so every
         # 200 OK came ~1 s late. on_incoming runs now (lines.py gives the flow its own thread).
         self.on_incoming(call)
+
+    def _refuse(self, invite: SipMessage, source: Address, code: int, why: str) -> None:
+        """Answer an INVITE with a final error before any call exists; report each refused call once
+        (a retransmitted INVITE gets the answer again, not a second report)."""
+        log.warning("call %s: refused (%d): %s", invite.call_id, code, why)
+        self.send(build_response(invite, code, to_tag=new_tag()), source)
+        if invite.call_id in self._refused:
+            return
+        self._refused.add(invite.call_id)
+        self.timers.call_later(TRANSACTION_TIMEOUT, lambda: self._refused.discard(invite.call_id))
+        self.on_refused(RefusedCall(invite.call_id, user_of(uri_of(invite.value("From"))) or "anonymous",
+                                    user_of(uri_of(invite.value("To"))), code, why))
 
     # ---- outbound
 

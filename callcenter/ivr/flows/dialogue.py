@@ -177,11 +177,14 @@ class Dialogue:
             else:
                 if not self.call.is_active:
                     raise HungUp()
+            self._close(heard, recognizer, finals, fed, speech_from, speech_to)
         except HungUp:
             self._close(heard, recognizer, finals, fed, speech_from, speech_to)
             log.info("call %s: hung up while we listened; heard %r", self.call.call_id, heard.text)
             raise HungUp(heard) from None
-        self._close(heard, recognizer, finals, fed, speech_from, speech_to)
+        finally:
+            if recognizer is not None:
+                recognizer.release()  # after _close: it may still flush the open utterance
         log.info("call %s: heard %r keys %r (%.2f-%.2f s)", self.call.call_id, heard.text, heard.keys,
                  heard.start, heard.end)
         return heard
