@@ -64,7 +64,7 @@ def seed(sessions, settings, count: int) -> float:
                              TransitionRequest(Status.COMPLETED, actual_item="更换")]
                     for minutes, step in enumerate(steps[: rng.randrange(1, 5)], start=1):
                         desk.transition(session, ticket, step, clerk, reported + timedelta(minutes=15 * minutes),
-                                        settings.sla)
+                                        settings)
     return time.perf_counter() - start
 
 

@@ -177,6 +177,29 @@ def same_incident(session: Session, ticket: Ticket, now: datetime, settings: Set
         .order_by(CallOut.started_at.desc()).limit(1))
 
 
+def start_or_attach(session: Session, ticket_id: int, actor: Actor, now: datetime,
+                    settings: Settings) -> tuple[CallOut, bool]:
+    """An emergency reported on the phone: one call-out per incident. A report of the same fault at
+    the same place as a call-out under way (``same_incident``) is attached to it, an event on the
+    new ticket naming the other, and nobody is paged again; otherwise a call-out starts for it.
+    Returns the call-out and whether the ticket was attached."""
+    ticket = desk.get_ticket(session, ticket_id)
+    incident = same_incident(session, ticket, now, settings)
+    if incident is None:
+        return start_callout(session, ticket_id, actor, now, settings), False
+    first = desk.get_ticket(session, incident.ticket_id)
+    desk.record_event(ticket, actor, now, "callout", note=f"同一事件已有紧急呼叫（维修单 {first.number}），不再重复呼叫",
+                      data={"callout_id": incident.id, "incident_ticket_id": first.id})
+    log.info("ticket %s attached to call-out %d of ticket %s", ticket.number, incident.id, first.number)
+    return incident, True
+
+
+def latest_callout(session: Session, ticket_id: int) -> CallOut | None:
+    """The ticket's running call-out, else its most recent one."""
+    return session.scalar(select(CallOut).where(CallOut.ticket_id == ticket_id)
+                          .order_by(CallOut.started_at.desc(), CallOut.id.desc()).limit(1))
+
+
 # --- inside ---------------------------------------------------------------------------------
 
 
@@ -237,7 +260,7 @@ def _end(callout: CallOut, state: str, now: datetime, engineer_id: int | None = 
 def _give_ticket_to(session: Session, ticket: Ticket, engineer_id: int, now: datetime, settings: Settings) -> None:
     """draft → received → dispatched → accepted, each an ordinary transition by the call-out."""
     def move(to: Status, **request) -> None:
-        desk.transition(session, ticket, TransitionRequest(to, **request), CALLOUT, now, settings.sla)
+        desk.transition(session, ticket, TransitionRequest(to, **request), CALLOUT, now, settings)
 
     if ticket.status == Status.DRAFT:
         move(Status.RECEIVED, note="紧急呼叫：维修人员已电话接单，电话报修自动受理")

@@ -60,6 +60,8 @@ class Actor:
 HOTLINE = Actor("hotline", Role.FRONTDESK)
 # The emergency call-out records, on the front desk's behalf, what an engineer accepted on the phone.
 CALLOUT = Actor("callout", Role.FRONTDESK)
+# The follow-up call records, as the front desk would, the resident's rating or the 返修 it asks for.
+FOLLOWUP = Actor("followup", Role.FRONTDESK)
 
 
 @dataclass
@@ -232,9 +234,11 @@ def create_ticket(session: Session, new: NewTicket, actor: Actor, now: datetime,
 
 
 def transition(session: Session, ticket: Ticket, request: TransitionRequest, actor: Actor,
-               now: datetime, sla: SlaSettings) -> Ticket:
-    """Move a ticket to another state if the rules allow it; refuse with a Chinese message if not."""
+               now: datetime, settings: Settings) -> Ticket:
+    """Move a ticket to another state if the rules allow it; refuse with a Chinese message if not.
+    A move to or from 完成 keeps the ticket's follow-up call in step (``core.followup``)."""
     current = Status(ticket.status)
+    sla = settings.sla
     rule = rule_for(current, request, actor.role)
     if actor.role == Role.ENGINEER and ticket.engineer_id != actor.engineer_id:
         raise TransitionError("只能处理派给自己的维修单")
@@ -283,6 +287,10 @@ def transition(session: Session, ticket: Ticket, request: TransitionRequest, act
     ticket.due_at = current_due_at(ticket, sla)
     record_event(ticket, actor, now, "transition", current, request.to,
             note=request.note, reason=request.reason, data=data or None)
+    if isinstance(settings, Settings):
+        from core import followup  # it moves tickets through this very function, so imported here
+
+        followup.after_transition(session, ticket, current, actor, now, settings)
     return ticket
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
@@ -112,6 +112,82 @@ class CalloutSettings:
 
 
 @dataclass(frozen=True)
+class FollowupSettings:
+    """回访: the service phones residents back after a repair and asks how it went."""
+
+    line: str = ""  # the [[lines]] name that dials residents; empty: no automated follow-up calls
+    delay_hours: int = 24  # after 完成 (the next day) ...
+    emergency_delay_hours: int = 4  # ... and sooner after an emergency
+    calling_hours: tuple[str, ...] = ("09:00-12:00", "14:00-20:00")  # site time; never at lunch or night
+    # No calls on these days unless the resident agreed: ISO weekdays ("7" = Sunday) and dates ("2026-10-01").
+    rest_days: tuple[str, ...] = ()
+    max_attempts: int = 3  # calls without an answer before 回访失败 (a clerk calls by hand)
+    retry_minutes: int = 120  # spacing of those calls
+    max_calls: int = 2  # follow-up calls at the same time (outbound channels of the line they take)
+
+    def __post_init__(self) -> None:
+        self.windows()  # each of these raises a SettingsError naming the bad entry
+        if len(self.rest_weekdays()) == 7:
+            raise SettingsError("followup.rest_days 不能包含一周的每一天 / would never call anyone")
+        for name in ("delay_hours", "emergency_delay_hours"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"followup.{name} 不能为负数 / must not be negative")
+        for name in ("max_attempts", "retry_minutes", "max_calls"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"followup.{name} 至少为 1 / must be at least 1")
+
+    def windows(self) -> tuple[tuple[time, time], ...]:
+        """The calling hours as (start, end) pairs in the site's time, earliest first."""
+        windows = []
+        for span in self.calling_hours:
+            match = re.fullmatch(r"\s*(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s*", span)
+            try:
+                start, end = (time.fromisoformat(part.zfill(5)) for part in match.groups())
+            except (AttributeError, ValueError):
+                start = end = None
+            if start is None or end <= start:  # a window over midnight would mean calling at night
+                raise SettingsError(f"followup.calling_hours 应为「HH:MM-HH:MM」且结束晚于开始 / "
+                                    f"expected e.g. 09:00-12:00: {span!r}")
+            windows.append((start, end))
+        if not windows:
+            raise SettingsError("followup.calling_hours 至少需要一个时段 / needs at least one window")
+        return tuple(sorted(windows))
+
+    def rest_weekdays(self) -> frozenset[int]:
+        return frozenset(int(day) for day in self._rest_days() if isinstance(day, int))
+
+    def rest_dates(self) -> frozenset[date]:
+        return frozenset(day for day in self._rest_days() if isinstance(day, date))
+
+    def _rest_days(self) -> list[int | date]:
+        days: list[int | date] = []
+        for entry in self.rest_days:
+            text = entry.strip()
+            try:
+                days.append(int(text) if re.fullmatch(r"[1-7]", text) else date.fromisoformat(text))
+            except ValueError:
+                raise SettingsError(f"followup.rest_days 应为星期（1-7，7=周日）或日期（2026-10-01）/ "
+                                    f"expected an ISO weekday or a date: {entry!r}") from None
+        return days
+
+
+@dataclass(frozen=True)
+class RecordingsSettings:
+    keep_days: int = 30  # call recordings are deleted this long after the call (personal data)
+
+    def __post_init__(self) -> None:
+        if self.keep_days < 1:
+            raise SettingsError("recordings.keep_days 至少为 1 / must be at least 1")
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    # Exactly one process of a deployment runs the scheduled jobs (follow-up calls, the 17:00 list,
+    # recording clean-up); set false on every other process that shares the database.
+    owner: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     timezone: str = "Asia/Shanghai"
@@ -122,6 +198,9 @@ class Settings:
     asr: AsrSettings = field(default_factory=AsrSettings)
     hotline: HotlineSettings = field(default_factory=HotlineSettings)
     callout: CalloutSettings = field(default_factory=CalloutSettings)
+    followup: FollowupSettings = field(default_factory=FollowupSettings)
+    recordings: RecordingsSettings = field(default_factory=RecordingsSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     # [[lines]] tables, read by callcenter.ivr; each key overridable by CALLCENTER_LINES_<NAME>_<KEY>
     # (that is where a line's password belongs).
     lines: tuple[dict[str, Any], ...] = ()

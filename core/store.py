@@ -6,20 +6,24 @@ The schema is changed only through Alembic migrations in ``core/migrations``.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
+    Table,
     Text,
     TypeDecorator,
+    Unicode,
     UniqueConstraint,
     create_engine,
     event,
@@ -322,6 +326,71 @@ class CallOutAttempt(Base):
     ended_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(12))  # None while ringing; see core.dispatch.Outcome
     rang_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+# --- follow-up calls (core.followup), the kept 17:00 lists and the scheduler (core.jobs) ----------
+
+
+class FollowUp(Base):
+    """One 回访 of one completed repair: when to call, how often it was tried, what the resident said."""
+
+    __tablename__ = "followups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    # Equal to ticket_id while scheduled or calling, NULL after: the unique index lets a ticket have
+    # one open follow-up only, even when several processes schedule at once.
+    open_ticket_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    phone: Mapped[str] = mapped_column(String(32), index=True)
+    completed_at: Mapped[datetime]  # the completion (完成时间) this follow-up asks about
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    resident_agreed: Mapped[bool] = mapped_column(Boolean, default=False)  # agreed time: a rest day is fine
+    status: Mapped[str] = mapped_column(String(12), index=True)  # see core.followup.STATUS_NAMES
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # calls dialled so far
+    last_outcome: Mapped[str] = mapped_column(String(12), default="")  # answered, no_answer, busy ...
+    claimed_at: Mapped[datetime | None]  # when the present (or last) call was claimed
+    resolved: Mapped[bool | None] = mapped_column(Boolean)  # 问题解决了吗
+    rating: Mapped[str | None] = mapped_column(String(8))  # one of core.tickets.RATINGS
+    comment: Mapped[str] = mapped_column(Text, default="")
+    comment_start: Mapped[float | None] = mapped_column(Float)  # seconds into the recording
+    call_record_id: Mapped[int | None] = mapped_column(ForeignKey("call_records.id", ondelete="SET NULL"))
+    recorded_by: Mapped[str] = mapped_column(String(64), default="")  # "followup", or the clerk who called
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    ticket: Mapped[Ticket] = relationship(lazy="joined")
+    call: Mapped[CallRecord | None] = relationship(lazy="joined")
+
+
+class FollowUpOptOut(Base):
+    """A number that asked not to be called back (「别再打了」): never dialled for a follow-up again."""
+
+    __tablename__ = "followup_opt_outs"
+
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime]
+    how: Mapped[str] = mapped_column(String(128), default="")  # the survey call, or who wrote it down
+
+
+class DailyList(Base):
+    """The 17:00 list as it stood at the cut-off: what the department head was shown that day."""
+
+    __tablename__ = "daily_lists"
+
+    day: Mapped[date] = mapped_column(primary_key=True)
+    made_at: Mapped[datetime]
+    ticket_ids: Mapped[list[Any]]
+    numbers: Mapped[list[Any]]  # the ticket numbers, as they were read out
+
+
+# APScheduler 3's persistent job store (core.jobs) with APScheduler's own columns: declared here so
+# that the migrations create it and the schema check knows it.
+scheduler_jobs = Table(
+    "apscheduler_jobs", Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
 
 
 # --- engine and sessions ---------------------------------------------------------

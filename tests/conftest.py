@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from core import migrate
@@ -93,6 +93,52 @@ class Clock:
 @pytest.fixture
 def clock():
     return Clock()
+
+
+STAFF_PASSWORD = "correct horse"
+
+
+@pytest.fixture
+def people(sessions):
+    """Two engineers and an account per role: desk, zhang (张工), li (李工), boss (manager), root (admin)."""
+    from core.accounts import add_user
+    from core.store import Engineer
+
+    now = datetime.now(timezone.utc)
+    with sessions() as session, session.begin():
+        session.add_all([Engineer(name="张工", phone="13800000001"), Engineer(name="李工", phone="13800000002")])
+        session.flush()
+        for name, role, engineer in (("desk", "frontdesk", ""), ("zhang", "engineer", "张工"),
+                                     ("li", "engineer", "李工"), ("boss", "manager", ""), ("root", "admin", "")):
+            add_user(session, name, STAFF_PASSWORD, role, now, engineer_name=engineer)
+    with sessions() as session:
+        return {e.name: e.id for e in session.scalars(select(Engineer))}
+
+
+@pytest.fixture
+def engineer(people):
+    """张工's id: whoever did the repair."""
+    return people["张工"]
+
+
+@pytest.fixture
+async def api(aiohttp_client, settings, sessions, clock, people):
+    """``await api("desk")``: a client of the real app logged in as that person; ``api.anonymous``."""
+    from callcenter.web.app import create_app
+
+    app = create_app(settings, sessions, clock)
+    clients = {}
+
+    async def as_user(name):
+        if name not in clients:
+            client = await aiohttp_client(app)
+            response = await client.post("/api/login", json={"username": name, "password": STAFF_PASSWORD})
+            assert response.status == 200, await response.text()
+            clients[name] = client
+        return clients[name]
+
+    as_user.anonymous = await aiohttp_client(app)
+    return as_user
 
 
 class LiveServer:

@@ -1,46 +1,9 @@
 """The JSON API against the real app and a real database, as a script or a page would call it."""
 
-from datetime import datetime, timezone
-
 import pytest
 from sqlalchemy import select
 
-from callcenter.web.app import create_app
-from core.accounts import add_user
-from core.store import Engineer, WebSession
-
-PASSWORD = "correct horse"
-
-
-@pytest.fixture
-def people(sessions):
-    now = datetime.now(timezone.utc)
-    with sessions() as session, session.begin():
-        session.add_all([Engineer(name="张工", phone="13800000001"), Engineer(name="李工", phone="13800000002")])
-        session.flush()
-        for name, role, engineer in (("desk", "frontdesk", ""), ("zhang", "engineer", "张工"),
-                                     ("li", "engineer", "李工"), ("boss", "manager", ""), ("root", "admin", "")):
-            add_user(session, name, PASSWORD, role, now, engineer_name=engineer)
-    with sessions() as session:
-        return {e.name: e.id for e in session.scalars(select(Engineer))}
-
-
-@pytest.fixture
-async def api(aiohttp_client, settings, sessions, clock, people):
-    app = create_app(settings, sessions, clock)
-    clients = {}
-
-    async def as_user(name):
-        if name not in clients:
-            client = await aiohttp_client(app)
-            response = await client.post("/api/login", json={"username": name, "password": PASSWORD})
-            assert response.status == 200, await response.text()
-            clients[name] = client
-        return clients[name]
-
-    as_user.anonymous = await aiohttp_client(app)
-    return as_user
-
+from core.store import WebSession
 
 TICKET = {"description": "厨房水管漏水", "phone": "13800138000", "building": "3", "unit": "2", "room": "1101",
           "reporter_name": "王女士", "category": "plumbing", "urgency": "normal", "channel": "desk"}
@@ -129,7 +92,9 @@ async def test_transitions_200_409_and_the_whole_life(api, people, clock):
         assert response.status == 200, await response.text()
         assert (await response.json())["status"] == body["to"]
     final = await (await desk.get(f"/api/tickets/{ticket['id']}")).json()
-    assert [e["to_name"] for e in final["events"]] == ["受理", "派单", "接单", "到场", "完成", "回访", "归档"]
+    moves = [e["to_name"] for e in final["events"] if e["kind"] in ("created", "transition")]
+    assert moves == ["受理", "派单", "接单", "到场", "完成", "回访", "归档"]
+    assert [e["kind"] for e in final["events"]].count("followup") == 1  # completing scheduled the 回访 call
     assert final["material_fee"] == 12.5 and final["engineer_name"] == "张工"
     assert final["actions"] == []
 
@@ -365,3 +330,21 @@ async def test_the_roster_page_overrides_and_gaps(api, roster):
     assert (await boss.delete(f"/api/roster/overrides/{created['id']}")).status == 204
     assert (await boss.delete(f"/api/roster/overrides/{created['id']}")).status == 404
     assert len((await (await desk.get("/api/roster")).json())["overrides"]) == 1
+
+
+async def test_the_17_00_list_and_the_copy_kept_at_the_cut_off(api, sessions, settings):
+    from datetime import date, datetime
+    from zoneinfo import ZoneInfo
+
+    from core.daily_list import keep_daily_list
+
+    desk = await api("desk")
+    ticket = await (await desk.post("/api/tickets", json=TICKET)).json()
+    url = "/api/reports/daily?day=2026-11-23"
+    listed = await (await desk.get(url)).json()
+    assert [t["number"] for t in listed["tickets"]] == [ticket["number"]] and listed["kept"] is None
+    with sessions() as session, session.begin():
+        keep_daily_list(session, date(2026, 11, 23), datetime(2026, 11, 23, 17, 0, 2, tzinfo=ZoneInfo("Asia/Shanghai")),
+                        settings)
+    kept = (await (await desk.get(url)).json())["kept"]
+    assert kept == {"made_at": "2026-11-23T17:00:02+08:00", "numbers": [ticket["number"]]}

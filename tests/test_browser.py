@@ -313,9 +313,10 @@ def test_a_ticket_through_its_whole_life_and_a_cancelled_one(live_server, browse
 
     history = css(browser_a, "#timeline").text
     for step in ("新建维修单 → 受理", "受理 → 派单", "维修人员：张师傅", "派单 → 接单", "接单 → 到场", "到场 → 完成",
-                 "实际维修项目：更换下水管及密封圈", "完成 → 回访", "回访结果：满意", "回访 → 归档"):
+                 "实际维修项目：更换下水管及密封圈", "回访电话", "已安排回访电话", "完成 → 回访", "回访结果：满意",
+                 "回访 → 归档"):
         assert step in history, f"{step!r} missing from the history:\n{history}"
-    assert len(css_all(browser_a, "#timeline li")) == 7
+    assert len(css_all(browser_a, "#timeline li")) == 8  # with the follow-up call that completing scheduled
 
     # Another ticket: corrected, annotated, then 撤单 with a reason from the list.
     other = new_ticket(browser_a, description="客厅灯不亮", category="electrical", room="1102")
@@ -572,3 +573,68 @@ def test_the_manager_sees_the_roster_its_empty_slots_in_red_and_records_leave(li
     css(browser_a, "#override-form button[type=submit]").click()  # nothing filled in: said per field
     wait(browser_a, shown("#override-form .field-error"))
     assert "请填写时间" in css(browser_a, "#override-form").text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_manager_sees_the_follow_ups_the_unhappy_one_to_handle_and_plays_a_call(live_server, browser_a, settings):
+    import wave
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import select
+
+    from core import followup
+    from core.followup import SurveyAnswers
+    from core.store import CallRecord, Engineer
+    from tests.support.tickets import completed_ticket
+
+    live_server.add_engineer("张师傅", "13700000001", ["水电"])
+    live_server.add_user("boss", PASSWORD, "manager")
+    recording = settings.recordings_dir / "followup.wav"
+    recording.parent.mkdir(parents=True)
+    with wave.open(str(recording), "wb") as wav:  # one second of an 8 kHz call
+        wav.setparams((1, 2, 8000, 0, "NONE", "not compressed"))
+        wav.writeframes(b"\x00\x10" * 8000)
+    sessions, now = live_server.sessions, datetime.now(timezone.utc) - timedelta(minutes=1)
+    with sessions() as session:
+        engineer_id = session.scalar(select(Engineer.id))
+    answers = {"13800000031": SurveyAnswers(resolved=True, rating="满意", comment="很及时"),
+               "13800000032": SurveyAnswers(resolved=False, rating="不满意", comment="水管还在漏")}
+    tickets = {}
+    for phone, said in answers.items():
+        ticket_id = tickets[phone] = completed_ticket(sessions, settings, engineer_id, now, phone=phone)
+        with sessions() as session, session.begin():  # the survey call (due now), as the dialler records it
+            scheduled = followup.open_followup(session, ticket_id)
+            scheduled.due_at = now
+            followup_id = followup.claim(session, scheduled.id, now).id
+            call = CallRecord(direction="outbound", line="pbx", called=phone, started_at=now, outcome="completed",
+                              recording_path="followup.wav")
+            session.add(call)
+            session.flush()
+            followup.record_answers(session, followup_id, said, call.id, now, settings)
+
+    login(browser_a, live_server, "boss", page="/manager")
+    kpis = wait(browser_a, lambda d: "回访率" in css(d, "#followup-kpis").text and css(d, "#followup-kpis"))
+    assert kpis.text.split("\n") == ["100%", "回访率", "2 / 2 次维修已回访", "50%", "满意率", "1 / 2 次回访满意",
+                                     "50%", "返修率", "1 / 2 次维修返修"]
+    assert "张师傅" in css(browser_a, "#followup-breakdown").text
+    attention = css_all(browser_a, "#followup-attention tbody tr")
+    assert len(attention) == 1
+    cells = attention[0].find_elements("css selector", "td")
+    assert [c.text for c in cells[2:5]] == ["张师傅", "未解决，不满意：「水管还在漏」", "派单"]  # 返修, assigned
+    link = cells[0].find_element("css selector", "a")
+    assert link.get_attribute("href") == f"{live_server.url}/tickets/{tickets['13800000032']}"
+    assert "format=csv" in css(browser_a, "#followup-csv").get_attribute("href")
+
+    recent = css_all(browser_a, "#followup-recent tbody tr")
+    assert len(recent) == 2
+    happy = next(row for row in recent if "很及时" in row.text)
+    assert "已解决，满意" in happy.text
+    happy.find_element("css selector", "button.play").click()
+    audio = wait(browser_a, shown("#followup-recent audio"))
+    duration = browser_a.execute_async_script("""
+        const [audio, done] = arguments;
+        if (audio.readyState >= 1) return done(audio.duration);
+        audio.addEventListener('loadedmetadata', () => done(audio.duration), {once: true});
+        audio.addEventListener('error', () => done(-1), {once: true});""", audio)
+    assert 0.9 < duration < 1.1  # the staff-only recording route really served the call
+    screenshot(browser_a, "manager-followups")

@@ -55,7 +55,7 @@ def test_a_ticket_walks_its_whole_life_and_every_step_is_an_event(sessions, sett
     with sessions() as session, session.begin():
         ticket = desk.create_ticket(session, new(), CLERK, now, settings)
         for minutes, (actor, step) in enumerate(steps, start=1):
-            desk.transition(session, ticket, step, actor, now + timedelta(minutes=minutes * 10), settings.sla)
+            desk.transition(session, ticket, step, actor, now + timedelta(minutes=minutes * 10), settings)
         ticket_id = ticket.id
     with sessions() as session:
         ticket = desk.get_ticket(session, ticket_id)
@@ -70,6 +70,7 @@ def test_a_ticket_walks_its_whole_life_and_every_step_is_an_event(sessions, sett
         ("transition", "zhang", "dispatched", "accepted"),
         ("transition", "zhang", "accepted", "on_site"),
         ("transition", "zhang", "on_site", "completed"),
+        ("followup", "followup", None, None),  # no phone: 不安排自动回访, the desk calls
         ("transition", "desk1", "completed", "followed_up"),
         ("transition", "desk1", "followed_up", "archived"),
     ]
@@ -80,15 +81,15 @@ def test_engineers_act_only_on_their_own_tickets_and_reassignment_needs_another(
     with sessions() as session, session.begin():
         ticket = desk.create_ticket(session, new(), CLERK, now, settings)
         desk.transition(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineers["张工"]),
-                        CLERK, now, settings.sla)
+                        CLERK, now, settings)
         stranger = Actor("li", Role.ENGINEER, engineers["李工"])
         with pytest.raises(TransitionError, match="只能处理派给自己的维修单"):
-            desk.transition(session, ticket, TransitionRequest(Status.ACCEPTED), stranger, now, settings.sla)
+            desk.transition(session, ticket, TransitionRequest(Status.ACCEPTED), stranger, now, settings)
         with pytest.raises(TransitionError, match="另一位维修人员"):
             desk.transition(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineers["张工"],
-                                                               reason="换人"), CLERK, now, settings.sla)
+                                                               reason="换人"), CLERK, now, settings)
         desk.transition(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineers["李工"],
-                                                           reason="张工请假"), CLERK, now, settings.sla)
+                                                           reason="张工请假"), CLERK, now, settings)
         assert ticket.engineer_id == engineers["李工"]
         assert ticket.events[-1].data["engineer"]["previous_id"] == engineers["张工"]
 
@@ -97,7 +98,7 @@ def test_cancelling_records_the_reason_from_the_fixed_list(sessions, settings):
     with sessions() as session, session.begin():
         ticket = desk.create_ticket(session, new(), CLERK, at(2026, 11, 22, 9, 0), settings)
         desk.transition(session, ticket, TransitionRequest(Status.CANCELLED, reason="self_fixed", note="住户自己修好了"),
-                        CLERK, at(2026, 11, 22, 9, 5), settings.sla)
+                        CLERK, at(2026, 11, 22, 9, 5), settings)
         assert (ticket.status, ticket.cancel_reason, ticket.due_at) == (Status.CANCELLED, "self_fixed", None)
         assert ticket.events[-1].note == "住户自己修好了"
 
@@ -156,7 +157,7 @@ def test_report_counts_states_and_the_on_time_rate(sessions, settings, engineers
                                   (2, TransitionRequest(Status.ACCEPTED)),
                                   (45 if late else 20, TransitionRequest(Status.ON_SITE)),
                                   (90, TransitionRequest(Status.COMPLETED, actual_item="修好了"))):
-                desk.transition(session, t, step, CLERK, at(2026, 11, 5, 9, 0) + timedelta(minutes=minutes), settings.sla)
+                desk.transition(session, t, step, CLERK, at(2026, 11, 5, 9, 0) + timedelta(minutes=minutes), settings)
         desk.create_ticket(session, new(category="electrical"), CLERK, at(2026, 11, 6, 9, 0), settings)
         desk.create_ticket(session, new(), CLERK, at(2026, 12, 1, 9, 0), settings)  # outside the range
     with sessions() as session:
@@ -172,7 +173,7 @@ def test_the_17_00_list_has_everything_open_reported_by_the_cutoff(sessions, set
         morning = desk.create_ticket(session, new(), CLERK, at(2026, 11, 22, 9, 0), settings)
         done = desk.create_ticket(session, new(), CLERK, at(2026, 11, 22, 9, 30), settings)
         desk.transition(session, done, TransitionRequest(Status.CANCELLED, reason="duplicate"), CLERK,
-                        at(2026, 11, 22, 9, 31), settings.sla)
+                        at(2026, 11, 22, 9, 31), settings)
         yesterday = desk.create_ticket(session, new(), CLERK, at(2026, 11, 21, 15, 0), settings)
         desk.create_ticket(session, new(), CLERK, at(2026, 11, 22, 17, 1), settings)  # after the cut-off
         expected = {morning.id, yesterday.id}

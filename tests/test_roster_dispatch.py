@@ -315,7 +315,7 @@ def test_a_ticket_taken_another_way_stops_the_ringing(sessions, site):
     with sessions() as session, session.begin():
         ticket = desk.get_ticket(session, ticket_id)
         for step in (TransitionRequest(Status.DISPATCHED, engineer_id=people["李工"]), TransitionRequest(Status.ACCEPTED)):
-            desk.transition(session, ticket, step, CLERK, START, settings.sla)
+            desk.transition(session, ticket, step, CLERK, START, settings)
     with sessions() as session, session.begin():
         callout = callouts.record_outcome(session, ringing.attempt_id, Outcome.ACCEPTED, 9, START, settings)
         assert callout.state == "stopped"
@@ -331,7 +331,7 @@ def test_a_ticket_dispatched_to_someone_else_goes_to_whoever_accepts(sessions, s
     with sessions() as session, session.begin():
         ticket = desk.get_ticket(session, ticket_id)
         desk.transition(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=people["王主管"]),
-                        CLERK, START, settings.sla)
+                        CLERK, START, settings)
     callout_id = start(sessions, settings, ticket_id)
     ring_next(sessions, settings, callout_id, START, Outcome.ACCEPTED, 6)
     with sessions() as session:
@@ -363,3 +363,22 @@ def test_a_second_report_of_the_same_fault_is_the_same_incident(sessions, site):
         assert same(neighbour, 61) is None  # outside callout.incident_window_minutes
         assert same(elsewhere, 10) is None
         assert same(first, 10) is None
+
+
+def test_the_hotline_attaches_a_second_report_of_the_same_fault_instead_of_paging_again(sessions, site):
+    settings, _ = site
+    first, neighbour = phone_emergency(sessions, settings), phone_emergency(sessions, settings, room="1201")
+    with sessions() as session, session.begin():
+        callout, attached = callouts.start_or_attach(session, first, desk.HOTLINE, START, settings)
+        started = (callout.id, callout.ticket_id, attached)
+    assert started[1:] == (first, False)
+    with sessions() as session, session.begin():
+        callout, attached = callouts.start_or_attach(session, neighbour, desk.HOTLINE, START + timedelta(minutes=5),
+                                                     settings)
+        assert (callout.id, attached) == (started[0], True)
+        note = desk.get_ticket(session, neighbour).events[-1]
+        number = desk.get_ticket(session, first).number
+    assert (note.kind, note.actor, note.data["incident_ticket_id"]) == ("callout", "hotline", first)
+    assert note.note == f"同一事件已有紧急呼叫（维修单 {number}），不再重复呼叫"
+    with sessions() as session:
+        assert len(session.scalars(select(CallOut)).all()) == 1  # nobody paged twice

@@ -1,5 +1,6 @@
 """Configuration: embedded defaults, a TOML file, and an environment variable for every key."""
 
+from datetime import date, time
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,34 @@ def test_bad_lines_are_refused(tmp_path, text):
     config.write_text(text)
     with pytest.raises(SettingsError):
         load_settings(config, environ={})
+
+
+def test_follow_up_recordings_and_scheduler_settings(tmp_path):
+    defaults = load_settings(environ={})
+    assert defaults.followup.windows() == ((time(9), time(12)), (time(14), time(20)))
+    assert (defaults.followup.delay_hours, defaults.followup.emergency_delay_hours) == (24, 4)
+    assert (defaults.followup.max_attempts, defaults.followup.retry_minutes, defaults.followup.rest_days) == (3, 120, ())
+    assert defaults.recordings.keep_days == 30 and defaults.scheduler.owner is True
+    config = tmp_path / "c.toml"
+    config.write_text('[followup]\nline = "pbx"\nrest_days = ["7", "2026-10-01"]\n[recordings]\nkeep_days = 90\n')
+    settings = load_settings(config, environ={"CALLCENTER_FOLLOWUP_CALLING_HOURS": "09:30-11:30,15:00-19:00",
+                                              "CALLCENTER_FOLLOWUP_DELAY_HOURS": "48",
+                                              "CALLCENTER_SCHEDULER_OWNER": "false"})
+    assert settings.followup.line == "pbx" and settings.followup.delay_hours == 48
+    assert settings.followup.windows() == ((time(9, 30), time(11, 30)), (time(15), time(19)))
+    assert settings.followup.rest_weekdays() == {7} and settings.followup.rest_dates() == {date(2026, 10, 1)}
+    assert settings.recordings.keep_days == 90 and settings.scheduler.owner is False
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"CALLCENTER_FOLLOWUP_CALLING_HOURS": "20:00-09:00"}, "followup.calling_hours"),
+    ({"CALLCENTER_FOLLOWUP_CALLING_HOURS": "morning"}, "followup.calling_hours"),
+    ({"CALLCENTER_FOLLOWUP_REST_DAYS": "8"}, "followup.rest_days"),
+    ({"CALLCENTER_FOLLOWUP_REST_DAYS": "1-7"}, "followup.rest_days"),
+    ({"CALLCENTER_FOLLOWUP_REST_DAYS": "1,2,3,4,5,6,7"}, "would never call anyone"),
+    ({"CALLCENTER_FOLLOWUP_MAX_ATTEMPTS": "0"}, "followup.max_attempts"),
+    ({"CALLCENTER_RECORDINGS_KEEP_DAYS": "0"}, "recordings.keep_days"),
+])
+def test_bad_follow_up_settings_name_the_key(environ, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(environ=environ)

@@ -20,10 +20,10 @@ from callcenter.web.context import (
     public,
     run_db,
 )
-from callcenter.web.serialize import engineer_json, fee_json, ticket_json, user_json
+from callcenter.web.serialize import engineer_json, fee_json, local_iso, ticket_json, user_json
 from core import accounts, desk
 from core.desk import NotFound, ValidationError
-from core.store import Engineer, FeeItem, User
+from core.store import DailyList, Engineer, FeeItem, User
 from core.tickets import (
     CATEGORY_NAMES,
     CANCEL_REASONS,
@@ -300,6 +300,12 @@ async def daily_report(request: web.Request) -> web.Response:
     settings, at = request.app[SETTINGS], now(request)
     day = _day(request.query.get("day", ""), "day", at.astimezone(settings.tz).date())
     role = current_user(request).role
-    tickets = await run_db(request, lambda s: [
-        ticket_json(t, settings.tz, at, role) for t in desk.daily_report(s, day, settings)])
-    return json_response({"day": day.isoformat(), "cutoff": settings.sla.daily_report_time, "tickets": tickets})
+
+    def work(session):
+        tickets = [ticket_json(t, settings.tz, at, role) for t in desk.daily_report(session, day, settings)]
+        kept = session.get(DailyList, day)  # the list as it stood at the cut-off (core.jobs)
+        return tickets, {"made_at": local_iso(kept.made_at, settings.tz), "numbers": kept.numbers} if kept else None
+
+    tickets, kept = await run_db(request, work)
+    return json_response({"day": day.isoformat(), "cutoff": settings.sla.daily_report_time, "tickets": tickets,
+                          "kept": kept})

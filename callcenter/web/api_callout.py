@@ -10,13 +10,11 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from sqlalchemy import select
-
 from callcenter.web.context import SETTINGS, WAKE_CALLOUTS, allow, current_user, json_response, now, run_db
+from callcenter.web.api_tickets import ticket_id_of
 from callcenter.web.live import FEED
 from callcenter.web.serialize import callout_json
 from core import callouts, desk
-from core.store import CallOut
 from core.tickets import Role
 
 log = logging.getLogger(__name__)
@@ -24,24 +22,11 @@ routes = web.RouteTableDef()
 DESK_ROLES = (Role.FRONTDESK, Role.MANAGER)
 
 
-def _ticket_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["ticket_id"])
-    except ValueError:
-        raise desk.NotFound(f"维修单 {request.match_info['ticket_id']} 不存在") from None
-
-
-def latest_callout(session, ticket_id: int) -> CallOut | None:
-    """The running call-out of a ticket, else its most recent one."""
-    return session.scalar(select(CallOut).where(CallOut.ticket_id == ticket_id)
-                          .order_by(CallOut.started_at.desc(), CallOut.id.desc()).limit(1))
-
-
 @routes.post("/api/tickets/{ticket_id}/callout")
 @allow(*DESK_ROLES)
 async def start_callout(request: web.Request) -> web.Response:
     settings, user, at = request.app[SETTINGS], current_user(request), now(request)
-    ticket_id = _ticket_id(request)
+    ticket_id = ticket_id_of(request)
 
     def work(session):
         callout = callouts.start_callout(session, ticket_id, user.actor, at, settings)
@@ -58,11 +43,11 @@ async def start_callout(request: web.Request) -> web.Response:
 @routes.get("/api/tickets/{ticket_id}/callout")
 @allow(*DESK_ROLES)
 async def show_callout(request: web.Request) -> web.Response:
-    settings, ticket_id = request.app[SETTINGS], _ticket_id(request)
+    settings, ticket_id = request.app[SETTINGS], ticket_id_of(request)
 
     def work(session):
         desk.get_ticket(session, ticket_id)
-        callout = latest_callout(session, ticket_id)
+        callout = callouts.latest_callout(session, ticket_id)
         if callout is None:
             raise desk.NotFound("该维修单没有紧急呼叫")
         return callout_json(callout, settings)
@@ -74,7 +59,7 @@ async def show_callout(request: web.Request) -> web.Response:
 @allow(*DESK_ROLES)
 async def stop_callout(request: web.Request) -> web.Response:
     settings, user, at = request.app[SETTINGS], current_user(request), now(request)
-    ticket_id, reason = _ticket_id(request), request.query.get("reason", "")[:200]
+    ticket_id, reason = ticket_id_of(request), request.query.get("reason", "")[:200]
 
     def work(session):
         desk.get_ticket(session, ticket_id)

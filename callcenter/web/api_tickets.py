@@ -99,7 +99,7 @@ def _visible(ticket, user) -> None:
         raise desk.NotFound(f"维修单 {ticket.id} 不存在")
 
 
-def _ticket_id(request: web.Request) -> int:
+def ticket_id_of(request: web.Request) -> int:
     try:
         return int(request.match_info["ticket_id"])
     except ValueError:
@@ -109,7 +109,7 @@ def _ticket_id(request: web.Request) -> int:
 @routes.get("/api/tickets/{ticket_id}")
 async def get_ticket(request: web.Request) -> web.Response:
     settings, user, at = request.app[SETTINGS], current_user(request), now(request)
-    ticket_id = _ticket_id(request)
+    ticket_id = ticket_id_of(request)
 
     def work(session):
         ticket = desk.get_ticket(session, ticket_id)
@@ -160,14 +160,14 @@ def parse_transition(body: dict[str, Any], tz) -> TransitionRequest:
 @routes.post("/api/tickets/{ticket_id}/transitions")
 async def move_ticket(request: web.Request) -> web.Response:
     settings, user, at = request.app[SETTINGS], current_user(request), now(request)
-    ticket_id = _ticket_id(request)
+    ticket_id = ticket_id_of(request)
     move = parse_transition(await json_body(request), settings.tz)
 
     def work(session):
         ticket = desk.get_ticket(session, ticket_id)
         _visible(ticket, user)
         before = ticket.status
-        desk.transition(session, ticket, move, user.actor, at, settings.sla)
+        desk.transition(session, ticket, move, user.actor, at, settings)
         log.info("ticket %s %s -> %s by %s", ticket.number, before, ticket.status, user.username)
         return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
 
@@ -180,7 +180,7 @@ async def move_ticket(request: web.Request) -> web.Response:
 @allow(*DESK_ROLES)
 async def correct_ticket(request: web.Request) -> web.Response:
     settings, user, at = request.app[SETTINGS], current_user(request), now(request)
-    ticket_id = _ticket_id(request)
+    ticket_id = ticket_id_of(request)
     changes = await json_body(request)
 
     def work(session):
@@ -196,7 +196,7 @@ async def correct_ticket(request: web.Request) -> web.Response:
 @routes.post("/api/tickets/{ticket_id}/notes")
 async def add_note(request: web.Request) -> web.Response:
     settings, user, at = request.app[SETTINGS], current_user(request), now(request)
-    ticket_id = _ticket_id(request)
+    ticket_id = ticket_id_of(request)
     note = (await json_body(request)).get("note")
     if not isinstance(note, str):
         raise ValidationError({"note": "备注应为文字"})

@@ -8,7 +8,17 @@ from typing import Callable
 from aiohttp import web
 from sqlalchemy.orm import sessionmaker
 
-from callcenter.web import api_admin, api_callout, api_calls, api_roster, api_tickets, auth, live, pages
+from callcenter.web import (
+    api_admin,
+    api_callout,
+    api_calls,
+    api_followups,
+    api_roster,
+    api_tickets,
+    auth,
+    live,
+    pages,
+)
 from callcenter.web.context import CLOCK, HEALTH, SESSIONS, SETTINGS, WAKE_CALLOUTS, system_clock
 from core.settings import Settings
 
@@ -25,7 +35,7 @@ def create_app(settings: Settings, sessions: sessionmaker,
     app[WAKE_CALLOUTS] = lambda: None
     app[live.FEED] = live.ChangeFeed(app)
     for table in (auth.routes, api_tickets.routes, api_calls.routes, api_admin.routes, live.routes,
-                  api_roster.routes, api_callout.routes, pages.routes):
+                  api_roster.routes, api_callout.routes, api_followups.routes, pages.routes):
         app.add_routes(table)
     app.router.add_static("/static/", pages.STATIC, append_version=True)
     app.cleanup_ctx.append(live.feed_context)

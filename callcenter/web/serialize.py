@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 from core.calls import OUTCOMES
 from core.callouts import STATE_NAMES
 from core.dispatch import OUTCOME_NAMES, Outcome, Step
+from core.followup import FOLLOWUP_STATUS_NAMES, NO_CONTACT
 from core.settings import Settings
-from core.store import CallOut, CallRecord, Engineer, FeeItem, Ticket, TicketEvent, User
+from core.store import CallOut, CallRecord, Engineer, FeeItem, FollowUp, Ticket, TicketEvent, User
 from core.tickets import (
     CATEGORY_NAMES,
     CANCEL_REASONS,
@@ -111,8 +112,31 @@ def call_json(call: CallRecord, tz: ZoneInfo) -> dict[str, Any]:
         "caller": call.caller, "called": call.called, "started_at": local_iso(call.started_at, tz),
         "answered_at": local_iso(call.answered_at, tz), "ended_at": local_iso(call.ended_at, tz),
         "outcome": call.outcome, "outcome_name": OUTCOMES.get(call.outcome, call.outcome),
-        "ticket_id": call.ticket_id, "transcript": call.transcript,
-        "recording_url": f"/api/calls/{call.id}/recording" if call.recording_path else None,
+        "ticket_id": call.ticket_id, "transcript": call.transcript, "recording_url": recording_url(call),
+    }
+
+
+def recording_url(call: CallRecord | None) -> str | None:
+    """Where staff play a call's recording; None once it is deleted (recordings.keep_days) or if none."""
+    return f"/api/calls/{call.id}/recording" if call is not None and call.recording_path else None
+
+
+def followup_json(followup: FollowUp, tz: ZoneInfo) -> dict[str, Any]:
+    ticket = followup.ticket
+    return {
+        "id": followup.id, "ticket_id": followup.ticket_id, "phone": followup.phone,
+        "due_at": local_iso(followup.due_at, tz), "status": followup.status,
+        "attempts": followup.attempts, "resolved": followup.resolved, "rating": followup.rating,
+        "comment": followup.comment, "recording_url": recording_url(followup.call),
+        "status_name": FOLLOWUP_STATUS_NAMES[followup.status],
+        "last_outcome": followup.last_outcome or None,
+        "last_outcome_name": NO_CONTACT.get(followup.last_outcome, "已接通" if followup.last_outcome else None),
+        "comment_start": followup.comment_start, "recorded_by": followup.recorded_by or None,
+        "completed_at": local_iso(followup.completed_at, tz), "updated_at": local_iso(followup.updated_at, tz),
+        "ticket_number": ticket.number, "ticket_status": ticket.status,
+        "ticket_status_name": STATUS_NAMES[Status(ticket.status)], "address": address_text(ticket),
+        "category": ticket.category, "category_name": CATEGORY_NAMES.get(ticket.category, ticket.category),
+        "engineer_name": ticket.engineer.name if ticket.engineer else None,
     }
 
 

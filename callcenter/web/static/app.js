@@ -181,6 +181,22 @@ export function dueInfo(ticket) {
     ticket.overdue ? [' ', h('span', { class: 'badge overdue' }, '超时')] : null);
 }
 
+// --- tables and figures --------------------------------------------------------------------------------
+
+/** A list table: head is [[text, class?], ...]; with no rows, one line saying `empty`. */
+export function table(head, rows, empty = '暂无数据') {
+  return h('table', { class: 'list' },
+    h('thead', {}, h('tr', {}, head.map(([text, cls]) => h('th', { scope: 'col', class: cls || null }, text)))),
+    h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: head.length, class: 'empty' }, empty))));
+}
+
+/** One big figure with its label and, under it, the counts behind it. */
+export function kpi(label, value, detail = '') {
+  return h('div', { class: 'kpi' },
+    h('div', { class: 'value' }, value), h('div', { class: 'label' }, label),
+    detail ? h('div', { class: 'muted' }, detail) : null);
+}
+
 // --- forms -----------------------------------------------------------------------------------------------
 
 export function clearFieldErrors(form) {

@@ -1,15 +1,12 @@
 // 统计与设置 (manager/admin): figures for a date range, the 17:00 list, the fee standard,
 // engineers, the duty roster, and (admin only) staff accounts.
 import {
-  $, api, clearFieldErrors, dueInfo, fillSelect, fmtMoney, fmtPercent, fmtShort, fromInputValue, h, request, run,
-  showFieldErrors, showPageError, startPage, statusBadge, todayISO, urgencyBadge, loadEngineers,
+  $, api, clearFieldErrors, dueInfo, fillSelect, fmtMoney, fmtPercent, fmtShort, fromInputValue, h, kpi, request, run,
+  showFieldErrors, showPageError, startPage, statusBadge, table, todayISO, urgencyBadge, loadEngineers,
 } from '/static/app.js';
+import { setUpFollowups } from '/static/followups.js';
 
 let meta, me, engineers = [];
-
-const table = (head, rows, empty = '暂无数据') => h('table', { class: 'list' },
-  h('thead', {}, h('tr', {}, head.map(([text, cls]) => h('th', { scope: 'col', class: cls || null }, text)))),
-  h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: head.length, class: 'empty' }, empty))));
 
 // --- figures -------------------------------------------------------------------------------------------
 
@@ -22,8 +19,6 @@ async function loadReport(event) {
     showFieldErrors(form, data.fields, data.error);
     return;
   }
-  const kpi = (label, value, detail = '') => h('div', { class: 'kpi' },
-    h('div', { class: 'value' }, value), h('div', { class: 'label' }, label), detail ? h('div', { class: 'muted' }, detail) : null);
   $('#kpis').replaceChildren(
     kpi('报修总数', data.total),
     kpi('已完成', data.completed),
@@ -49,7 +44,8 @@ async function loadDaily(event) {
     $('#daily-summary').textContent = error.message;
     return;
   }
-  $('#daily-summary').textContent = `截至 ${data.day} ${data.cutoff} 仍未完成：${data.tickets.length} 单`;
+  const kept = data.kept ? `；${fmtShort(data.kept.made_at)} 自动留存的清单：${data.kept.numbers.length} 单` : '';
+  $('#daily-summary').textContent = `截至 ${data.day} ${data.cutoff} 仍未完成：${data.tickets.length} 单${kept}`;
   $('#daily-table').replaceChildren(table(
     [['单号'], ['状态'], ['紧急程度'], ['地址'], ['报修内容'], ['报修时间'], ['维修人员'], ['期限']],
     data.tickets.map((t) => h('tr', { class: t.overdue ? 'overdue' : null },
@@ -315,7 +311,7 @@ run(async () => {
   $('#report-form').addEventListener('submit', loadReport);
   $('#daily-form').addEventListener('submit', loadDaily);
   setUpFeeForm();
-  await Promise.all([loadReport(), loadDaily(), loadFees(), loadEngineerTable(), loadRoster()]);
+  await Promise.all([loadReport(), loadDaily(), loadFees(), loadEngineerTable(), loadRoster(), setUpFollowups()]);
   setUpOverrideForm();
   if (me.role === 'admin') {
     $('#users').hidden = false;

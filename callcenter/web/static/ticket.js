@@ -118,6 +118,8 @@ function eventTitle(event) {
   if (event.kind === 'note') return '备注';
   if (event.kind === 'call') return '电话报修（自动记录）';
   if (event.kind === 'callout') return '紧急呼叫';
+  if (event.kind === 'followup') return '回访电话';
+  if (event.kind === 'alert') return '⚠ 提醒主管';
   if (event.from_status === event.to_status && event.data?.engineer) return `改派（${event.to_name}）`;
   return `${event.from_name} → ${event.to_name}`;
 }
@@ -142,7 +144,9 @@ function eventDetails(event) {
   }
   if (data.rating) lines.push(`回访结果：${data.rating}`);
   if (data.postponed_until) lines.push(`暂缓至 ${fmtTime(data.postponed_until)}`);
-  if (event.note) lines.push(['note', 'call', 'callout'].includes(event.kind) ? event.note : `备注：${event.note}`);
+  if (event.note) {
+    lines.push(['note', 'call', 'callout', 'followup', 'alert'].includes(event.kind) ? event.note : `备注：${event.note}`);
+  }
   const changes = data.changes
     ? h('ul', { class: 'changes' }, Object.entries(data.changes).map(([key, change]) => h('li', {},
       `${FIELD_LABELS[key] || key}：${valueText(key, change.from)} → ${valueText(key, change.to)}`)))
