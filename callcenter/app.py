@@ -5,21 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
+from typing import Callable
 
 from aiohttp import web
 from sqlalchemy import select
 
 from callcenter.asr.model import ModelError, broken_status, load_model, model_status
+from callcenter.asr.stream import Recognizer
+from callcenter.ivr.bridge import Meetings
+from callcenter.ivr.callout_runner import CalloutRunner
 from callcenter.ivr.flows.hotline import HotlineServices
+from callcenter.ivr.flows.survey import SurveyServices
+from callcenter.ivr.followup_dialler import FollowupServices, call_followup
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.service import Telephony, recognizer_factory
 from callcenter.web.app import create_app
-from callcenter.web.context import HEALTH
+from callcenter.web.context import HEALTH, WAKE_CALLOUTS
 from core import migrate
 from core.accounts import add_user
 from core.calls import CallLog
 from core.intake import PhoneDrafts
+from core.jobs import Jobs
 from core.settings import Settings
 from core.store import User, make_session_factory
 
@@ -61,6 +70,40 @@ def load_speech(settings: Settings):
     return status, model
 
 
+@dataclass
+class Voice:
+    """The telephone side of one process: the lines (hotline flow on each), the call-out runner and
+    the follow-up dialler the scheduler hands due follow-ups to (None without ``followup.line``)."""
+
+    telephony: Telephony
+    callouts: CalloutRunner
+    dial_followup: Callable[[int], None] | None = None
+
+    def start(self) -> None:
+        self.telephony.start()
+        self.callouts.start()
+
+    def stop(self) -> None:
+        self.callouts.stop()  # no more rings; one under way is called off
+        self.telephony.stop()  # hangs up every call, an engineer still listening included
+        self.callouts.join(5.0)  # each ring's outcome is stored before the threads end
+
+
+def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str] | None], Recognizer] | None,
+                clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Voice:
+    prompts, meetings = Prompts(), Meetings()
+    hotline = HotlineServices(settings=settings, prompts=prompts, drafts=PhoneDrafts(sessions, settings),
+                              calls=CallLog(sessions), new_recognizer=new_recognizer, meetings=meetings, clock=clock)
+    telephony = Telephony(settings, hotline)
+    callouts = CalloutRunner(settings, sessions, prompts, meetings, telephony.line, clock)
+    hotline.on_emergency = callouts.answer_emergency  # an emergency word on the hotline rings the chain
+    dial_followup = None
+    if settings.followup.line:
+        survey = SurveyServices(settings, prompts, hotline.calls, new_recognizer, clock)
+        dial_followup = partial(call_followup, services=FollowupServices(survey, sessions, telephony.line))
+    return Voice(telephony, callouts, dial_followup)
+
+
 def build_app(settings: Settings) -> web.Application:
     engine = migrate.open_database(settings.database_url)
     sessions = make_session_factory(engine)
@@ -68,17 +111,26 @@ def build_app(settings: Settings) -> web.Application:
     app = create_app(settings, sessions)
     speech, model = load_speech(settings)
     app[HEALTH]["asr"] = lambda: {"state": speech.state, "message": speech.message}
-    hotline = HotlineServices(settings=settings, prompts=Prompts(), drafts=PhoneDrafts(sessions, settings),
-                              calls=CallLog(sessions), new_recognizer=recognizer_factory(model, settings))
-    telephony = Telephony(settings, hotline)
+    voice = build_voice(settings, sessions, recognizer_factory(model, settings))
+    telephony = voice.telephony
     app[HEALTH]["lines"] = telephony.health
+    app[WAKE_CALLOUTS] = voice.callouts.wake  # the desk's 紧急派单 and its stop ring (or hang up) at once
 
     async def run_telephony(_app):
-        await asyncio.to_thread(telephony.start)
+        await asyncio.to_thread(voice.start)
         yield
-        await asyncio.to_thread(telephony.stop)
+        await asyncio.to_thread(voice.stop)
 
     app.cleanup_ctx.append(run_telephony)
+    jobs = Jobs(settings, engine, dial_followup=voice.dial_followup)
+    app[HEALTH]["scheduler"] = jobs.health
+
+    async def run_jobs(_app):
+        await asyncio.to_thread(jobs.start)  # does nothing unless scheduler.owner
+        yield
+        await asyncio.to_thread(jobs.stop)
+
+    app.cleanup_ctx.append(run_jobs)
 
     async def dispose_engine(_app):
         engine.dispose()

@@ -28,6 +28,8 @@ OUTCOMES = {
     "no_answer": "无人接听",
     "declined": "拒绝",
     "failed": "呼叫失败",
+    "voicemail": "语音信箱",  # a follow-up call answered by a voicemail greeting
+    "opted_out": "要求不再回访",
     "error": "系统错误",
 }
 
@@ -45,10 +47,10 @@ class CallLog:
         self.sessions = sessions
 
     def open(self, *, sip_call_id: str, direction: str, line: str, caller: str, called: str,
-             at: datetime | None = None, outcome: str = "in_progress") -> int:
+             at: datetime | None = None, outcome: str = "in_progress", ticket_id: int | None = None) -> int:
         with self.sessions() as session, session.begin():
             record = CallRecord(sip_call_id=sip_call_id, direction=direction, line=line, caller=caller,
-                                called=called, started_at=at or utcnow(), outcome=outcome)
+                                called=called, started_at=at or utcnow(), outcome=outcome, ticket_id=ticket_id)
             session.add(record)
             session.flush()
             return record.id

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.resources
 import os
 import random
-import signal
 import socket
 import threading
 import time
@@ -42,7 +41,8 @@ from core.calls import CallLog
 from core.intake import PENDING_DESCRIPTION, PhoneDrafts
 from core.settings import DatabaseSettings, load_settings
 from core.store import CallRecord, Resident, Ticket, TicketEvent, make_engine, make_session_factory
-from tests.support.hotline_caller import CallerScript, SpokenScripts, read_recording, utterance_script, voice
+from tests.support.e2e import db_url, located, one, plain, prompts, time_limit, voices  # noqa: F401 (fixtures)
+from tests.support.hotline_caller import CallerScript, SpokenScripts, read_recording, utterance_script
 from tests.support.sip import LOOPBACK, REQUIRE_SIP, Sipp, free_udp_ports, kamailio, require, sipp  # noqa: F401
 
 TEST_TIME_LIMIT = 150
@@ -54,37 +54,6 @@ STRANGER = "13900139000"  # not in the resident directory
 
 
 # ---------------------------------------------------------------- fixtures and helpers
-
-@pytest.fixture(autouse=True)
-def time_limit(request):
-    """No test may hang CI."""
-    limit = TIME_LIMITS.get(request.node.originalname, TEST_TIME_LIMIT)
-
-    def expired(signum, frame):
-        raise TimeoutError(f"test still running after {limit} s")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(limit)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture
-def db_url(tmp_path):
-    """These calls are slow: SQLite only (the database layer is tested on both elsewhere)."""
-    return f"sqlite:///{tmp_path / 'callcenter.db'}"
-
-
-@pytest.fixture(scope="module")
-def prompts():
-    return Prompts()
-
-
-@pytest.fixture(scope="module")
-def voices(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("voices")
-    return lambda text, language="cmn": voice(text, directory, language)
-
 
 @pytest.fixture(scope="module")
 def chinese_model():
@@ -187,17 +156,6 @@ class Hotline:
         return read_recording(path)
 
 
-def one(items, what=""):
-    """The single item of ``items``; else an error that shows them all."""
-    items = list(items)
-    assert len(items) == 1, f"expected one {what}, got {len(items)}: {items}"
-    return items[0]
-
-
-def plain(row) -> SimpleNamespace:
-    return SimpleNamespace(**{column.key: getattr(row, column.key) for column in row.__table__.columns})
-
-
 @pytest.fixture
 def make_hotline(settings, sessions, prompts, tmp_path):
     made = []
@@ -227,15 +185,6 @@ def call_hotline(sipp: Sipp, target: str, script: CallerScript, directory: Path,
 def finished(run, timeout: float) -> None:
     code = run.wait(timeout)
     assert code == 0, f"the caller's side failed:\n{run.report()}"
-
-
-def located(recording: bytes, pcm: bytes, after: float = 0.0) -> float:
-    """Where the caller's audio ``pcm`` is, bit for bit (after G.711), in the call's recording: seconds
-    (its first place from ``after`` seconds on)."""
-    sent = PCMU.decode(PCMU.encode(pcm))
-    index = recording.find(sent, int(after * 8000) * 2)
-    assert index >= 0 and index % 2 == 0, "the caller's speech is not in the recording intact"
-    return index / 16000
 
 
 def speaking(model, scripted: SpokenScripts, settings):

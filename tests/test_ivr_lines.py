@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import signal
 import socket
 import threading
 import time
@@ -21,22 +20,11 @@ import pytest
 from callcenter.ivr.lines import CallEnded, DialError, Line, LineConfig, PlayOutcome, RegistrationError
 from callcenter.ivr.media import PCMA, PCMU, RtpPacket, rms
 from callcenter.ivr.sipfix import SipMessage
+from tests.support.e2e import time_limit  # noqa: F401 (fixture: TEST_TIME_LIMIT per test)
 from tests.support import rtp_pcap
 from tests.support.sip import LOOPBACK, free_udp_ports, kamailio, sipp, speech_wav  # noqa: F401 (fixtures)
 
 TEST_TIME_LIMIT = 60
-
-
-@pytest.fixture(autouse=True)
-def time_limit():
-    """No test may hang CI: each is stopped after TEST_TIME_LIMIT seconds."""
-    def expired(signum, frame):
-        raise TimeoutError(f"test still running after {TEST_TIME_LIMIT} s")
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(TEST_TIME_LIMIT)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
@@ -475,3 +463,19 @@ def test_dial_fails_cleanly_when_refused_or_unanswered(make_line, sipp):
     assert unanswered.value.code == 408 and time.monotonic() - started < 3
     assert line.calls == []
     silent.close()
+
+
+def test_a_ringing_dial_is_called_off_at_once(make_line, sipp):
+    """A stopped call-out must not leave an engineer's phone ringing: setting ``cancel`` CANCELs the INVITE."""
+    callee_port = free_udp_ports()
+    callee = sipp.start("callee_rings", port=callee_port).wait_ready()
+    line = make_line(mode="trunk", allow=[LOOPBACK])
+    line.start()
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(DialError) as called_off:
+        line.dial(f"sip:engineer@{LOOPBACK}:{callee_port}", timeout=20, cancel=cancel)
+    assert called_off.value.code == 487 and time.monotonic() - started < 1.5
+    assert callee.wait(10) == 0, callee.report()  # it saw the CANCEL and answered 487
+    assert line.calls == []

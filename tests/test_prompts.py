@@ -49,6 +49,13 @@ def test_composed_speech_is_the_pieces_joined(prompts):
     assert prompts.when(datetime(2026, 11, 24, 9, 0), now).startswith(prompts["pieces.tomorrow"])
 
 
+def test_days_are_said_relative_to_today_or_by_date(prompts):
+    now = datetime(2026, 11, 23, 10, 0)
+    assert prompts.day(datetime(2026, 11, 22, 18, 0), now) == prompts["pieces.yesterday"]
+    date = [*number_pieces(11), "pieces.month", *number_pieces(20), "pieces.day"]
+    assert words(date) == "十一月二十日" and prompts.day(datetime(2026, 11, 20, 9, 0), now) == prompts.say(*date)
+
+
 def test_a_missing_prompt_stops_the_start_and_is_named(tmp_path):
     shutil.copytree(AUDIO_DIR, tmp_path / "audio")
     (tmp_path / "audio" / "hotline.goodbye.wav").unlink()

@@ -53,6 +53,12 @@ SCORES: Choices = {
     for value in range(1, 6)
 }
 
+# 「别再打了」: a resident who wants no more follow-up calls (heard in any survey answer).
+OPT_OUT: Choices = {
+    "opt_out": ("别再打了", "别再打", "不要再打了", "不要再打", "别打了", "不要打了", "以后别打了", "不要再打电话了",
+                "别再打电话了", "不要再给我打电话了"),
+}
+
 UNKNOWN_WORD = "[unk]"
 _LONGEST_WORD = 8  # no vocabulary word we segment into is longer than this (in characters)
 

@@ -147,10 +147,11 @@ class Line:
         for thread in list(self._flows.values()):
             thread.join(2)
 
-    def dial(self, target: str, timeout: float = 30.0) -> Call:
+    def dial(self, target: str, timeout: float = 30.0, cancel: threading.Event | None = None) -> Call:
         """Call a number (through the line's server) or a sip: URI; return once answered.
-        Raises DialError with the SIP code: busy (486), no answer within ``timeout`` (408), ..."""
-        session = self._agent.dial(target, timeout, lambda session: Call(self, session))
+        Raises DialError with the SIP code: busy (486), no answer within ``timeout`` (408), called
+        off by setting ``cancel`` while it rings (487), ..."""
+        session = self._agent.dial(target, timeout, lambda session: Call(self, session), cancel)
         return session.listener
 
     def _incoming(self, session: SipCall) -> None:
@@ -287,6 +288,16 @@ class Call:
         finally:
             with self._lock:
                 self._player = None
+
+    def send_frame(self, pcm: bytes) -> bool:
+        """Send one 20 ms frame of 8 kHz 16-bit PCM as it comes, e.g. another call's voice in a bridge
+        (``play`` is for whole prompts). Waits at most 0.1 s for room behind the frames already queued,
+        so a burst of late packets is smoothed, not lost; False once the call is over."""
+        stream = self._session.stream
+        if self.ended.is_set() or stream is None:
+            return False
+        stream.send_frame(pcm, timeout=0.1)
+        return True
 
     # ---- audio and keys in
 

@@ -74,15 +74,17 @@ class Prompts:
             parts.append(self[f"pieces.area_{AREA_PIECES.get(area, 'other')}"])
         return b"".join(parts)
 
+    def day(self, moment: datetime, now: datetime) -> bytes:
+        """昨天 / 今天 / 明天 / 十一月二十四日 (moment and now in local time)."""
+        days = (moment.date() - now.date()).days
+        relative = {-1: "pieces.yesterday", 0: "pieces.today", 1: "pieces.tomorrow"}.get(days)
+        if relative:
+            return self[relative]
+        return self.number(moment.month) + self["pieces.month"] + self.number(moment.day) + self["pieces.day"]
+
     def when(self, moment: datetime, now: datetime) -> bytes:
         """今天下午三点半 / 明天上午十点 / 十一月二十四日上午九点 (moment and now in local time)."""
-        days = (moment.date() - now.date()).days
-        if days == 0:
-            parts = [self["pieces.today"]]
-        elif days == 1:
-            parts = [self["pieces.tomorrow"]]
-        else:
-            parts = [self.number(moment.month), self["pieces.month"], self.number(moment.day), self["pieces.day"]]
+        parts = [self.day(moment, now)]
         hour = moment.hour
         period = "morning" if hour < 12 else ("afternoon" if hour < 18 else "evening")
         spoken_hour = hour if hour <= 12 else hour - 12

@@ -63,9 +63,20 @@ class RegistrationError(SipError):
 
 
 class DialError(SipError):
+    BUSY_CODES = frozenset({486, 600, 603})  # busy here, busy everywhere, declined
+    NO_ANSWER_CODES = frozenset({408, 480, 487})  # rang out, unavailable, called off while ringing
+
     def __init__(self, message: str, code: int | None = None):
         super().__init__(message)
         self.code = code
+
+    @property
+    def outcome(self) -> str:
+        """How a dial that never became a call counts (call records, call-outs, follow-ups): "busy",
+        "no_answer", or "failed" for anything else (no line, no free line, a network refusal)."""
+        if self.code in self.BUSY_CODES:
+            return "busy"
+        return "no_answer" if self.code in self.NO_ANSWER_CODES else "failed"
 
 
 class CallEnded(SipError):
@@ -1124,6 +1135,16 @@ class Registration:
         return max(1.0, granted / 2)
 
 
+def _final_response(invite: ClientTransaction, deadline: float, cancel: threading.Event | None) -> SipMessage | None:
+    """The INVITE's final response, or None at ``deadline`` or within 0.1 s of ``cancel`` being set."""
+    while True:
+        remaining = max(0.0, deadline - time.monotonic())
+        wait = remaining if cancel is None else min(remaining, 0.1)
+        response = invite.wait(wait, abandon=False)
+        if response is not None or wait >= remaining or cancel.is_set():
+            return response
+
+
 def _from_invite(invite_data: bytes, method: str, also_keep: Sequence[str], headers: Sequence[str]) -> bytes:
     """A CANCEL or non-2xx ACK made from our INVITE: its Request-URI, Via (so its branch), From,
     Call-ID, Route and Max-Forwards, plus ``also_keep`` and ``headers`` (RFC 3261 §9.1, §17.1.1.3)."""
@@ -1303,7 +1324,11 @@ class UserAgent:
 
     # ---- outbound
 
-    def dial(self, target: str, timeout: float, make_listener: Callable[[SipCall], CallListener]) -> SipCall:
+    def dial(self, target: str, timeout: float, make_listener: Callable[[SipCall], CallListener],
+             cancel: threading.Event | None = None) -> SipCall:
+        """INVITE ``target`` and return the call once answered. DialError with the SIP code otherwise:
+        the callee's refusal, 408 after ``timeout`` s of ringing, 487 once ``cancel`` is set (whoever
+        dials gave up: a stopped call-out, a service shutting down)."""
         if self.endpoint.timers is None:
             raise DialError(f"line {self.name}: start() the line before dialling")
         uri, destination = self._target(target)
@@ -1318,7 +1343,7 @@ class UserAgent:
         call.local_party = f"<sip:{self.user}@{from_host}>;tag={call.local_tag}"
         call.remote_party = f"<{uri}>"
         try:
-            return self._invite(call, uri, destination, timeout)
+            return self._invite(call, uri, destination, timeout, cancel)
         except BaseException as error:
             with call.lock:
                 call._end(f"dial failed: {error}")
@@ -1334,7 +1359,8 @@ class UserAgent:
             raise DialError(f"line {self.name}: a trunk without a server can only dial full sip: URIs, not {target!r}")
         return uri, self.server or uri_address(uri)
 
-    def _invite(self, call: SipCall, uri: str, destination: Address, timeout: float) -> SipCall:
+    def _invite(self, call: SipCall, uri: str, destination: Address, timeout: float,
+                cancel: threading.Event | None = None) -> SipCall:
         deadline = time.monotonic() + timeout
         port = self.ports.acquire()
         offer = session_description(self.address[0], port, call.session_id, call.sdp_version, self.codecs)
@@ -1352,10 +1378,12 @@ class UserAgent:
                 data = ("\r\n".join(lines) + "\r\n\r\n" + offer).encode()
                 log.info("call %s: INVITE %s via %s:%d", call.call_id, uri, *destination)
                 transaction = self.endpoint.request("INVITE", branch, data, destination)
-                response = transaction.wait(max(0.0, deadline - time.monotonic()), abandon=False)
+                response = _final_response(transaction, deadline, cancel)
                 if response is None:
                     response = self._cancel(call, transaction, data)
                     if response is None or response.status_code >= 300:
+                        if cancel is not None and cancel.is_set():
+                            raise DialError(f"call {call.call_id}: dialling {uri} called off", 487)
                         raise DialError(f"call {call.call_id}: no answer from {uri} within {timeout:g} s", 408)
                 code = response.status_code
                 if code < 300:

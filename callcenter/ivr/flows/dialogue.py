@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
-from callcenter.asr.grammar import YES_NO, match_answer, phrases_of
+from callcenter.asr.grammar import YES_NO, Choices, match_answer, phrases_of
 from callcenter.asr.stream import Final, Partial, Recognizer
 from callcenter.ivr.media import PlayOutcome, rms
 
@@ -110,13 +110,26 @@ class Dialogue:
         """Seconds since the recording started: where an answer is in the call's recording."""
         return round(time.monotonic() - self.started, 2)
 
-    def say(self, pcm: bytes, barge_in: bool = False) -> PlayOutcome:
+    def say(self, pcm: bytes, barge_in: bool = False, overheard: Callable[[bytes], None] | None = None
+            ) -> PlayOutcome:
+        """Play a prompt. What the caller said over it is not the answer and is dropped, unless
+        ``overheard`` wants it (frame by frame, once the prompt is over; the call keeps the last 10 s,
+        so a prompt that needs all of it must be shorter)."""
         outcome = self.call.play(pcm, barge_in=barge_in)
         if outcome == PlayOutcome.HUNG_UP:
             raise HungUp()
         if outcome == PlayOutcome.DONE:
-            self.call.flush_frames()  # what was heard over a prompt is not the answer
+            if overheard is None:
+                self.call.flush_frames()
+            else:
+                for frame in self._buffered_frames():
+                    overheard(frame)
         return outcome
+
+    def _buffered_frames(self):
+        """The caller's audio received and not yet read, without waiting for more."""
+        while (frame := next(self.call.frames(timeout=0), None)) is not None:
+            yield frame
 
     def listen(self, *, max_seconds: float, no_input_seconds: float = 6.0, grammar: list[str] | None = None,
                keys_end: str = "", max_keys: int = 1, on_partial: Callable[[str], None] | None = None,
@@ -232,17 +245,33 @@ class Dialogue:
 
     # -- common questions --------------------------------------------------------------
 
+    def ask(self, prompt: bytes, choices: Choices, keys: Mapping[str, str], *, tries: int = 2, again: bytes = b"",
+            on_heard: Callable[[Heard], None] = lambda heard: None) -> str | None:
+        """One of the answers in ``choices``, said or keyed (``keys``: key -> answer); asked up to
+        ``tries`` times (after ``again``, e.g. 「没有听清」) while unclear; None if it stays unclear.
+
+        ``on_heard`` gets everything heard, the last words of a caller who hangs up included. Those
+        words still answer the question (the caller's next turn then raises HungUp)."""
+        for attempt in range(tries):
+            self.say(again + prompt if attempt else prompt, barge_in=True)
+            try:
+                heard = self.listen(max_seconds=6, no_input_seconds=5, grammar=phrases_of(choices))
+            except HungUp as gone:
+                if gone.heard is None:
+                    raise
+                on_heard(gone.heard)
+                if (answer := chosen(gone.heard, choices, keys)) is None:
+                    raise
+                return answer
+            on_heard(heard)
+            if (answer := chosen(heard, choices, keys)) is not None:
+                return answer
+        return None
+
     def ask_yes_no(self, prompt: bytes, tries: int = 2) -> bool | None:
         """是/不是 by voice or 1/2 by key; asked again once when unclear; None if still unclear."""
-        for _ in range(tries):
-            self.say(prompt, barge_in=True)
-            heard = self.listen(max_seconds=6, no_input_seconds=5, grammar=phrases_of(YES_NO))
-            if heard.keys in ("1", "2"):
-                return heard.keys == "1"
-            answer = match_answer(heard.text, YES_NO) if heard.text else None
-            if answer is not None:
-                return answer == "yes"
-        return None
+        answer = self.ask(prompt, YES_NO, {"1": "yes", "2": "no"}, tries=tries)
+        return None if answer is None else answer == "yes"
 
     def ask_keys(self, prompt: bytes, max_keys: int = 8, end_key: str = "#", timeout: float = 10.0) -> str:
         """Digits typed on the keypad, ended by ``end_key``."""
@@ -261,3 +290,10 @@ class Dialogue:
                 keys += key
                 deadline = time.monotonic() + timeout  # each key gives the caller time for the next
         return keys
+
+
+def chosen(heard: Heard, choices: Choices, keys: Mapping[str, str]) -> str | None:
+    """The answer a key or the words give, or None."""
+    if heard.keys in keys:
+        return keys[heard.keys]
+    return match_answer(heard.text, choices) if heard.text else None

@@ -11,12 +11,17 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timezone
+from enum import StrEnum
 from typing import Callable
 
 from callcenter.asr.stream import Recognizer
+from callcenter.ivr.bridge import Meeting, Meetings, bridge
+from callcenter.ivr.flows.call_record import FlowRecord
 from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
+from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
-from callcenter.ivr.sipfix import CallEnded
+from callcenter.ivr.sipfix import CallEnded, SipError
+from core.callouts import latest_callout
 from core.calls import CallLog
 from core.desk import resident_by_phone
 from core.intake import DraftFacts, PhoneDrafts
@@ -35,6 +40,14 @@ class Transferred(Exception):
 NO_VISIT_CATEGORIES = {"elevator", "public_facility"}
 # With no speech model, a description ends with # or this much silence.
 NO_MODEL_END_SILENCE = 4.0
+DESK_RING_SECONDS = 20  # 0 → front desk: how long the desk's phone rings before the caller goes on here
+
+
+class EmergencyReply(StrEnum):
+    """What ``on_emergency`` did about the caller's emergency."""
+
+    CALLING = "calling"  # a call-out started: the engineer on duty is being rung
+    ATTACHED = "attached"  # the same incident's call-out is under way: nobody is paged again
 
 
 @dataclass
@@ -48,8 +61,10 @@ class HotlineServices:
     # A recognizer per answer (optionally restricted to a grammar), or None with no speech model.
     new_recognizer: Callable[[list[str] | None], Recognizer] | None
     # The emergency call-out's trigger: called with the ticket id the moment a caller's words
-    # make the draft an emergency (on a partial result, before they finish).
-    on_emergency: Callable[[int], None] = lambda ticket_id: None
+    # make the draft an emergency (on a partial result, before they finish). None: nothing known.
+    on_emergency: Callable[[int], EmergencyReply | None] = lambda ticket_id: None
+    # Where an emergency caller meets the engineer who takes the job; None: never put through.
+    meetings: Meetings | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
 
@@ -60,9 +75,10 @@ class HotlineCall:
     facts: DraftFacts = field(default_factory=DraftFacts)
     ticket_id: int | None = None
     number: str = ""
-    record_id: int | None = None
-    utterances: list[dict] = field(default_factory=list)
+    record: FlowRecord | None = None  # the call record, its recording and the caller's answers
     emergency_raised: bool = False
+    emergency_reply: EmergencyReply | None = None
+    meeting: Meeting | None = None  # while the caller may still be put through to the engineer
     provisional_description: str = ""  # taken from a partial result; the final replaces it
     told_number: bool = False  # the caller has heard the ticket number: hanging up now is the normal end
 
@@ -77,8 +93,9 @@ class HotlineCall:
 
     def run(self) -> None:
         s, call = self.services, self.call
-        self.record_id = s.calls.open(sip_call_id=call.call_id, direction="inbound", line=call.line.name,
-                                      caller=call.caller, called=call.called, at=s.clock())
+        record_id = s.calls.open(sip_call_id=call.call_id, direction="inbound", line=call.line.name,
+                                 caller=call.caller, called=call.called, at=s.clock())
+        self.record = FlowRecord(s.calls, record_id, s.settings, s.clock)
         outcome = "error"
         try:
             try:
@@ -86,8 +103,8 @@ class HotlineCall:
             except CallEnded:  # cancelled while it rang
                 outcome = "cancelled"
                 return
-            s.calls.update(self.record_id, answered_at=s.clock())
-            self.start_recording()
+            s.calls.update(record_id, answered_at=s.clock())
+            self.record.start_recording(call, self.dialogue)
             outcome = self.converse()
         except (HungUp, CallEnded):
             outcome = "completed" if self.told_number else "caller_hung_up"
@@ -98,33 +115,24 @@ class HotlineCall:
         finally:
             self.finish(outcome)
 
-    def start_recording(self) -> None:
-        s = self.services
-        started = s.clock().astimezone(s.settings.tz)
-        relative = f"{started:%Y/%m/%d}/{self.record_id}-{re.sub(r'[^A-Za-z0-9._-]', '_', self.call.call_id)[:60]}.wav"
-        path = s.settings.recordings_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.call.start_recording(path)
-        self.dialogue.restart_clock()
-        s.calls.update(self.record_id, recording_path=relative)
-
     def finish(self, outcome: str) -> None:
         """Whatever happened: keep what was understood, the transcript and the outcome."""
         s = self.services
+        if self.meeting is not None:
+            s.meetings.close(self.meeting)
         try:
-            if self.ticket_id is not None or self.utterances or self.facts.room or self.facts.area:
+            if self.ticket_id is not None or self.record.utterances or self.facts.room or self.facts.area:
                 self.save("通话结束" if outcome == "completed" else "通话中断")
         except Exception:
             log.exception("call %s: could not save the draft at the end", self.call.call_id)
-        transcript = {"utterances": self.utterances, "confirmed": sorted(self.facts.confirmed)}
-        s.calls.update(self.record_id, ticket_id=self.ticket_id, transcript=transcript)
-        s.calls.close(self.record_id, outcome, s.clock())
+        s.calls.update(self.record.record_id, ticket_id=self.ticket_id)
+        self.record.close(outcome, confirmed=sorted(self.facts.confirmed))
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
     def save(self, step: str) -> None:
         self.ticket_id, self.number = self.services.drafts.save(self.ticket_id, self.facts, self.services.clock(), step)
-        if self.record_id is not None:
-            self.services.calls.update(self.record_id, ticket_id=self.ticket_id)
+        if self.record is not None:
+            self.services.calls.update(self.record.record_id, ticket_id=self.ticket_id)
 
     def converse(self) -> str:
         d, p = self.dialogue, self.prompts
@@ -141,12 +149,15 @@ class HotlineCall:
         if not self.facts.description and not self.utterances_of("problem"):
             self.ask_problem()
         if self.emergency_raised:
-            d.say(p["hotline.emergency_notice"])
+            attached = self.emergency_reply == EmergencyReply.ATTACHED
+            d.say(p["hotline.emergency_attached" if attached else "hotline.emergency_notice"])
         self.ask_time()
         self.confirm_summary()
         self.save("确认报修")
         d.say(p.say("hotline.ticket_number_prefix") + p.digits(self.number))
         self.told_number = True
+        if self.meeting is not None:
+            hold_for_engineer(d, p, self.meeting, self.callout_state)
         d.say(p["hotline.goodbye"])
         return "completed"
 
@@ -266,9 +277,23 @@ class HotlineCall:
             self.raise_emergency()
 
     def raise_emergency(self) -> None:
-        if not self.emergency_raised:
-            self.emergency_raised = True
-            self.services.on_emergency(self.ticket_id)
+        if self.emergency_raised:
+            return
+        self.emergency_raised = True
+        s = self.services
+        # Open before the engineer is rung, so whoever accepts knows the caller is still on the line.
+        meeting = s.meetings.open(self.ticket_id) if s.meetings is not None else None
+        self.emergency_reply = s.on_emergency(self.ticket_id)
+        if self.emergency_reply == EmergencyReply.CALLING:
+            self.meeting = meeting
+        elif meeting is not None:
+            s.meetings.close(meeting)
+
+    def callout_state(self) -> str | None:
+        """How this ticket's call-out stands (core.callouts states), from the database."""
+        with self.services.drafts.sessions() as session:
+            callout = latest_callout(session, self.ticket_id)
+            return callout.state if callout is not None else None
 
     def ask_time(self) -> None:
         d, p, f = self.dialogue, self.prompts, self.facts
@@ -312,16 +337,26 @@ class HotlineCall:
         return "completed"
 
     def desk_transfer(self) -> None:
-        """0: the front desk, while it is staffed and the line can transfer (raises Transferred);
-        else say so and go on with the call."""
+        """0: the front desk while it is staffed: the hotline dials ``hotline.desk_extension`` on its own
+        line and bridges the caller to it, still recording, until either hangs up (raises
+        Transferred). Out of hours, or when the desk does not answer, say so and go on with the call."""
         d, p = self.dialogue, self.prompts
         extension = self.config.desk_extension
-        transfer = getattr(self.call, "transfer", None)
-        if extension and transfer and desk_staffed(self.config.desk_hours, self.local_now()):
-            d.say(p["hotline.transfer_desk"])
-            transfer(extension)
-            raise Transferred()
-        d.say(p["hotline.desk_closed"])
+        if not (extension and desk_staffed(self.config.desk_hours, self.local_now())):
+            d.say(p["hotline.desk_closed"])
+            return
+        d.say(p["hotline.transfer_desk"])
+        try:
+            desk = self.call.line.dial(extension, timeout=DESK_RING_SECONDS)
+        except SipError as error:
+            log.warning("call %s: the front desk %s did not answer: %s", self.call.call_id, extension, error)
+            d.say(p["hotline.desk_no_answer"])
+            return
+        try:
+            bridge(self.call, desk)
+        finally:
+            desk.hangup()
+        raise Transferred()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -340,11 +375,13 @@ class HotlineCall:
 
     def note_utterance(self, step: str, heard: Heard) -> None:
         if not heard.empty:
-            self.utterances.append({"step": step, "text": heard.text, "keys": heard.keys, "words": heard.words,
-                                    "start": heard.start, "end": heard.end})
+            self.record.note(step, heard)
+            # Kept as it is said: an engineer rung in an emergency hears the caller's words mid-call.
+            transcript = {"utterances": self.record.utterances, "confirmed": sorted(self.facts.confirmed)}
+            self.services.calls.update(self.record.record_id, transcript=transcript)
 
     def utterances_of(self, step: str) -> list[dict]:
-        return [u for u in self.utterances if u["step"] == step]
+        return self.record.utterances_of(step)
 
     def local_now(self) -> datetime:
         return self.services.clock().astimezone(self.services.settings.tz)

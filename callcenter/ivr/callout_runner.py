@@ -1,0 +1,293 @@
+"""The dialling side of emergency call-outs: every running call-out rings its chain from a thread.
+
+``core.callouts`` decides and keeps the records; this module dials. One thread per call-out in
+state "ringing" loops: ``next_call`` (which stores the step before anyone dials) → dial the contact
+on the line named by ``callout.line`` for the step's ring time → the engineer's flow
+(``flows/callout.py``) → ``record_outcome``. A supervisor thread reads the database every second
+for ringing call-outs that no thread here runs: one started by the web API (which also calls
+``wake`` so it rings at once), or one left ringing by a process that died; core refuses to ring a
+step twice and counts a ring cut off that way as failed after its cut-off time.
+
+``answer_emergency`` is the hotline's emergency hook: the same incident as a running call-out is
+attached to it, anything else starts a call-out whose thread dials at once (the goal: the
+engineer's phone rings within 2 s of the caller's word).
+
+When nobody takes the job, core marks the call-out exhausted and records the alert on the
+ticket; this runner then rings each ``callout.alert_contacts`` once with a short alert (best
+effort, each result noted on the ticket). With no outbound line at all every ring fails at once,
+so the call-out ends exhausted and says so, loudly, rather than waiting in silence. A process
+whose lines do not include ``callout.line`` leaves call-outs to the process that has it.
+
+The desk stopping a call-out (or this runner stopping) cancels a ring under way within 0.1 s; an
+engineer already listening is told at the end of the current sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from callcenter.ivr.bridge import Meetings
+from callcenter.ivr.flows.callout import CalledOff, EngineerCall, Job, load_job
+from callcenter.ivr.flows.hotline import EmergencyReply
+from callcenter.ivr.lines import Call, DialError, Line, SipError
+from callcenter.ivr.prompts import Prompts
+from core import callouts, desk
+from core.callouts import ACCEPTED, RINGING, CallOutError
+from core.calls import CallLog
+from core.desk import CALLOUT, HOTLINE, NotFound
+from core.dispatch import Action, Outcome, Step
+from core.settings import Settings
+from core.store import CallOut
+
+log = logging.getLogger("callcenter.ivr")
+
+POLL_SECONDS = 1.0
+# A call-out attempt as a call record outcome (core.calls.OUTCOMES).
+CALL_OUTCOMES = {Outcome.ACCEPTED: "completed", Outcome.DECLINED: "declined", Outcome.NO_ANSWER: "no_answer",
+                 Outcome.BUSY: "busy", Outcome.FAILED: "failed"}
+
+
+@dataclass
+class Ringer:
+    """The thread ringing one call-out's chain."""
+
+    callout_id: int
+    called_off: threading.Event = field(default_factory=threading.Event)  # stopped by the desk, or we stop
+    thread: threading.Thread | None = None
+
+
+class CalloutRunner:
+    """The call-outs of this process: a supervisor thread and a thread per ringing call-out."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker, prompts: Prompts, meetings: Meetings,
+                 find_line: Callable[[str], Line | None],
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 poll_seconds: float = POLL_SECONDS):
+        self.settings, self.sessions, self.prompts, self.meetings = settings, sessions, prompts, meetings
+        self.find_line, self.clock, self.poll_seconds = find_line, clock, poll_seconds
+        self.calls = CallLog(sessions)
+        self._ringers: dict[int, Ringer] = {}
+        self._lock = threading.Lock()
+        self._active = False
+        self._stopping = threading.Event()
+        self._look_now = threading.Event()  # the supervisor's wake-up
+        self._nudge = threading.Condition()  # ringers waiting for another process's ring
+        self._supervisor: threading.Thread | None = None
+
+    # -- the service's side
+
+    def start(self) -> None:
+        name = self.settings.callout.line
+        if name and self.find_line(name) is None:
+            log.warning("callout.line %r is not a line of this process: its call-outs are rung by the process "
+                        "that has that line", name)
+            return
+        if not name:
+            log.error("no callout.line configured: an emergency call-out fails at once and alerts the managers")
+        self._active = True
+        self._supervisor = threading.Thread(target=self._supervise, name="callout supervisor", daemon=True)
+        self._supervisor.start()
+
+    def stop(self) -> None:
+        """Ring no more: a ring under way is called off and counts as failed, so whoever resumes the
+        call-out goes on at once. An engineer already listening is left to the lines' hang-up."""
+        self._stopping.set()
+        self.wake()
+        with self._lock:
+            for ringer in self._ringers.values():
+                ringer.called_off.set()
+
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the threads to finish (after ``stop``)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = [self._supervisor] + [ringer.thread for ringer in self._ringers.values()]
+        for thread in threads:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def wake(self) -> None:
+        """Look at the database now: a call-out was started or stopped (the web API calls this)."""
+        self._look_now.set()
+        with self._nudge:
+            self._nudge.notify_all()
+
+    def run_soon(self, callout_id: int) -> None:
+        """Ring this call-out now, unless a thread here already does (or this process does not ring)."""
+        with self._lock:
+            if not self._active or self._stopping.is_set() or callout_id in self._ringers:
+                return
+            ringer = Ringer(callout_id)
+            ringer.thread = threading.Thread(target=self._ring_chain, args=(ringer,), name=f"callout {callout_id}",
+                                             daemon=True)
+            self._ringers[callout_id] = ringer
+            ringer.thread.start()
+
+    def answer_emergency(self, ticket_id: int) -> EmergencyReply | None:
+        """The hotline's on_emergency: attach to the same incident's call-out, or start one and ring."""
+        try:
+            with self.sessions() as session, session.begin():
+                callout, attached = callouts.start_or_attach(session, ticket_id, HOTLINE, self.clock(), self.settings)
+                callout_id = callout.id
+        except CallOutError as error:
+            log.warning("ticket %d: no emergency call-out: %s", ticket_id, error)
+            return None
+        except Exception:
+            log.exception("ticket %d: the emergency call-out could not be started", ticket_id)
+            return None
+        if attached:
+            return EmergencyReply.ATTACHED
+        self.run_soon(callout_id)
+        return EmergencyReply.CALLING
+
+    # -- threads
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            self._look_now.clear()  # before looking: a wake-up while we look is not lost
+            try:
+                self._look()
+            except Exception:
+                log.exception("call-outs: cannot read the database; trying again in %g s", self.poll_seconds)
+            self._look_now.wait(self.poll_seconds)
+
+    def _look(self) -> None:
+        with self.sessions() as session:
+            ringing = set(session.scalars(select(CallOut.id).where(CallOut.state == RINGING)))
+        with self._lock:
+            for callout_id, ringer in self._ringers.items():
+                if callout_id not in ringing:
+                    ringer.called_off.set()  # stopped by the desk: hang up on whoever is ringing
+        for callout_id in sorted(ringing):
+            self.run_soon(callout_id)
+
+    def _ring_chain(self, ringer: Ringer) -> None:
+        try:
+            with self.sessions() as session:
+                ticket_id = session.get(CallOut, ringer.callout_id).ticket_id
+            while not self._stopping.is_set():
+                with self.sessions() as session, session.begin():
+                    next_call = callouts.next_call(session, ringer.callout_id, self.clock(), self.settings)
+                decision = next_call.decision
+                if decision.action in (Action.RING, Action.LAST_RESORT):
+                    self._ring(ringer, ticket_id, decision.step, next_call.attempt_id)
+                elif decision.action == Action.WAIT:
+                    self._pause_until(decision.wait_until)
+                else:
+                    if decision.action == Action.EXHAUSTED:
+                        self._alert(ticket_id, decision.alert_contacts)
+                    return
+        except Exception:
+            log.exception("callout %d: ringing failed; the supervisor takes it up again", ringer.callout_id)
+        finally:
+            with self._lock:
+                self._ringers.pop(ringer.callout_id, None)
+
+    def _pause_until(self, until: datetime) -> None:
+        """Another process is ringing a step: decide again when it may be over, or sooner when woken."""
+        seconds = min(self.poll_seconds, (until - self.clock()).total_seconds())
+        with self._nudge:
+            self._nudge.wait(max(0.05, seconds))
+
+    def _ring(self, ringer: Ringer, ticket_id: int, step: Step, attempt_id: int) -> None:
+        started, dialled = self.clock(), time.monotonic()
+        try:
+            call = self._dial(step.contact, step.ring_seconds, ringer.called_off)
+        except SipError as error:
+            # a DialError says busy / no answer / failed; other SIP errors (no line to dial on) failed
+            dialled_out = isinstance(error, DialError) and not ringer.called_off.is_set()
+            outcome = Outcome(error.outcome) if dialled_out else Outcome.FAILED
+            log.info("callout %d: %s: %s (%s)", ringer.callout_id, step.describe(), outcome.value, error)
+            self._record(attempt_id, outcome, time.monotonic() - dialled)
+            self._note_call(ticket_id, step.contact, started, None, outcome)
+            return
+        rang, answered_at = time.monotonic() - dialled, self.clock()
+        engineer = EngineerCall(call, self.prompts, lambda: self._job(ticket_id), ringer.called_off)
+        outcome = Outcome.FAILED
+        try:
+            outcome = engineer.offer()
+            if outcome == Outcome.NO_ANSWER and ringer.called_off.is_set():
+                outcome = Outcome.FAILED  # we cut them off: they did not fail to answer
+            taken = self._record(attempt_id, outcome, rang, step.engineer_id)
+            if outcome == Outcome.ACCEPTED and taken:
+                engineer.tell_taken(self.meetings.find(ticket_id))
+            elif outcome == Outcome.ACCEPTED:
+                engineer.tell_called_off()
+            elif outcome == Outcome.DECLINED:
+                engineer.tell_declined()
+        except CalledOff:
+            self._record(attempt_id, outcome, rang)
+            if not self._stopping.is_set():
+                engineer.tell_called_off()
+        finally:
+            call.hangup()
+            self._note_call(ticket_id, step.contact, started, call, outcome, answered_at)
+
+    def _dial(self, contact: str, seconds: float, cancel: threading.Event) -> Call:
+        name = self.settings.callout.line
+        line = self.find_line(name) if name else None
+        if line is None:
+            raise DialError(f"no outbound line to dial {contact} (callout.line = {name!r})")
+        if len(line.calls) >= line.config.max_calls:
+            raise DialError(f"line {name}: all {line.config.max_calls} calls in use; cannot dial {contact}")
+        return line.dial(contact, seconds, cancel)
+
+    def _record(self, attempt_id: int, outcome: Outcome, rang: float, engineer_id: int | None = None) -> bool:
+        """Store how a ring ended; True if it was an acceptance that gave them the job."""
+        try:
+            with self.sessions() as session, session.begin():
+                callout = callouts.record_outcome(session, attempt_id, outcome, round(rang, 1), self.clock(),
+                                                  self.settings)
+                return callout.state == ACCEPTED and callout.engineer_id == engineer_id
+        except (CallOutError, NotFound) as error:  # counted as cut off meanwhile (a very long call)
+            log.warning("attempt %d: outcome %s not recorded: %s", attempt_id, outcome.value, error)
+            return False
+
+    def _job(self, ticket_id: int) -> Job:
+        with self.sessions() as session:
+            return load_job(session, self.settings, ticket_id)
+
+    def _note_call(self, ticket_id: int, contact: str, started: datetime, call: Call | None, outcome: Outcome,
+                   answered_at: datetime | None = None) -> None:
+        """Every ring also leaves a call record, as every call does."""
+        record_id = self.calls.open(sip_call_id=call.call_id if call else "", direction="outbound",
+                                    line=self.settings.callout.line, caller=self.settings.callout.line,
+                                    called=contact, at=started, ticket_id=ticket_id)
+        if answered_at is not None:
+            self.calls.update(record_id, answered_at=answered_at)
+        self.calls.close(record_id, CALL_OUTCOMES[outcome], self.clock())
+
+    def _alert(self, ticket_id: int, contacts: tuple[str, ...]) -> None:
+        """Nobody took the job: ring each manager once with the alert (best effort, noted on the ticket)."""
+        job = self._job(ticket_id)
+        p = self.prompts
+        alert = p["callout.alert_unanswered"] + p.address(job.building, job.unit, job.room, job.area)
+        alert += p[f"pieces.cat_{job.category}"]
+        for contact in contacts:
+            try:
+                call = self._dial(contact, self.settings.callout.ring_seconds, self._stopping)
+            except SipError as error:
+                log.error("ticket %d: alert to %s failed: %s", ticket_id, contact, error)
+                self._note_alert(ticket_id, contact, "未接通")
+                continue
+            try:
+                call.play(alert)
+            finally:
+                call.hangup()
+            log.warning("ticket %d: alert to %s delivered", ticket_id, contact)
+            self._note_alert(ticket_id, contact, "已接听")
+
+    def _note_alert(self, ticket_id: int, contact: str, result: str) -> None:
+        with self.sessions() as session, session.begin():
+            desk.record_event(desk.get_ticket(session, ticket_id), CALLOUT, self.clock(), "callout",
+                              note=f"紧急呼叫无人接单，已电话提醒 {contact}：{result}",
+                              data={"alert_contact": contact, "answered": result == "已接听"})
+

@@ -1,0 +1,54 @@
+"""The call record of one call flow, kept as the call goes: its recording and what the caller said.
+
+Every flow records the whole call (the caller's side) to a WAV under ``settings.recordings_dir``
+and keeps each answer as an utterance of the record's transcript, with where it lies in that
+recording, so the console can play exactly the span a transcript line came from.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Callable
+
+from callcenter.ivr.flows.dialogue import Dialogue, Heard
+from core.calls import CallLog
+from core.settings import Settings
+
+
+class FlowRecord:
+    def __init__(self, calls: CallLog, record_id: int, settings: Settings, clock: Callable[[], datetime]):
+        self.calls = calls
+        self.record_id = record_id
+        self.settings = settings
+        self.clock = clock
+        self.utterances: list[dict] = []
+
+    def start_recording(self, call, dialogue: Dialogue) -> None:
+        """Record the call from now on; the dialogue's answer times count from here."""
+        relative = recording_name(self.clock().astimezone(self.settings.tz), self.record_id, call.call_id)
+        path = self.settings.recordings_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        call.start_recording(path)
+        dialogue.restart_clock()
+        self.calls.update(self.record_id, recording_path=relative)
+
+    def note(self, step: str, heard: Heard) -> None:
+        """Keep an answer (what was said or keyed, and where) unless nothing at all was heard."""
+        if not heard.empty:
+            self.utterances.append({"step": step, "text": heard.text, "keys": heard.keys, "words": heard.words,
+                                    "start": heard.start, "end": heard.end})
+
+    def utterances_of(self, step: str) -> list[dict]:
+        return [u for u in self.utterances if u["step"] == step]
+
+    def close(self, outcome: str, **transcript: Any) -> None:
+        """Store the transcript (the utterances, plus whatever the flow adds) and how the call ended."""
+        self.calls.update(self.record_id, transcript={"utterances": self.utterances, **transcript})
+        self.calls.close(self.record_id, outcome, self.clock())
+
+
+def recording_name(started: datetime, record_id: int, sip_call_id: str) -> str:
+    """Where a call's recording goes, relative to the recordings directory: by local day, then the
+    record id and the (file-safe) SIP Call-ID, so a file can be traced both ways."""
+    return f"{started:%Y/%m/%d}/{record_id}-{re.sub(r'[^A-Za-z0-9._-]', '_', sip_call_id)[:60]}.wav"

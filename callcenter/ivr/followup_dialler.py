@@ -1,0 +1,91 @@
+"""One follow-up call, as the scheduler makes it: claim it, dial the resident, run the survey, store.
+
+``call_followup`` is what a scheduled job runs (``core/jobs.py``), on a thread of its own: it
+blocks for the whole call. The policy's records are ``core.followup``'s: ``claim`` first, so no two
+processes (or a job run twice after a restart) call a resident for the same follow-up; then the
+answers, or why nobody could be reached, for the policy to retry, reopen or close.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlalchemy.orm import sessionmaker
+
+from callcenter.ivr.flows.survey import RepairFacts, SurveyServices, run_survey
+from callcenter.ivr.lines import DialError, Line
+from core import followup
+from core.followup import SurveyAnswers
+from core.store import Ticket
+
+log = logging.getLogger("callcenter.ivr")
+
+RING_SECONDS = 30  # a resident who has not answered by then is not going to
+
+
+@dataclass
+class FollowupServices:
+    survey: SurveyServices
+    sessions: sessionmaker
+    line: Callable[[str], Line | None]  # a configured line by name (Telephony.line)
+
+
+@dataclass
+class SurveyCallResult:
+    record_id: int | None  # the call record, answered or not (None: there was no line to dial)
+    answers: SurveyAnswers | None  # None: nobody answered
+    no_contact: str = ""  # then why: busy, no_answer or failed
+
+
+def call_followup(followup_id: int, services: FollowupServices) -> None:
+    settings, clock = services.survey.settings, services.survey.clock
+    with services.sessions() as session, session.begin():  # committed before dialling: the call is ours
+        claimed = followup.claim(session, followup_id, clock())
+        if claimed is None:
+            log.info("follow-up %s: not ours to call (taken, done or no longer needed)", followup_id)
+            return
+        phone, ticket_id, repair = claimed.phone, claimed.ticket_id, repair_facts(claimed.ticket)
+    line = services.line(settings.followup.line)
+    if line is None:
+        log.error("follow-up %s: no line named %r to dial from (followup.line)", followup_id, settings.followup.line)
+        result = SurveyCallResult(record_id=None, answers=None, no_contact="failed")
+    else:
+        result = survey_call(line, phone, ticket_id, repair, services.survey)
+    try:
+        with services.sessions() as session, session.begin():
+            answers, now = result.answers, clock()
+            if answers is None:
+                followup.record_no_contact(session, followup_id, result.no_contact, now, settings)
+            elif not answers.reached:
+                followup.record_no_contact(session, followup_id, "voicemail", now, settings)
+            else:  # an opt-out among the answers is recorded with them
+                followup.record_answers(session, followup_id, answers, result.record_id, now, settings)
+    except followup.FollowUpError as error:  # a clerk recorded this follow-up by hand during the call
+        log.warning("follow-up %s: call result not stored: %s (call record %s)", followup_id, error,
+                    result.record_id)
+
+
+def survey_call(line: Line, phone: str, ticket_id: int, repair: RepairFacts, services: SurveyServices,
+                ring_seconds: float = RING_SECONDS) -> SurveyCallResult:
+    """Dial ``phone`` and, once answered, run the survey; every attempt leaves a call record."""
+    started = services.clock()
+    record = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
+                  at=started, ticket_id=ticket_id)
+    try:
+        call = line.dial(phone, timeout=ring_seconds)
+    except DialError as error:
+        outcome = error.outcome  # busy, no_answer or failed, as core.followup.record_no_contact takes them
+        log.info("follow-up call to %s: %s (%s)", phone, outcome, error)
+        record_id = services.calls.open(sip_call_id="", **record)
+        services.calls.close(record_id, outcome, services.clock())
+        return SurveyCallResult(record_id, None, outcome)
+    record_id = services.calls.open(sip_call_id=call.call_id, **record)
+    services.calls.update(record_id, answered_at=services.clock())
+    return SurveyCallResult(record_id, run_survey(call, services, repair, record_id))
+
+
+def repair_facts(ticket: Ticket) -> RepairFacts:
+    return RepairFacts(reported_at=ticket.reported_at, category=ticket.category, building=ticket.building,
+                       unit=ticket.unit, room=ticket.room, area=ticket.area)
