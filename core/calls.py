@@ -68,6 +68,16 @@ class CallLog:
     def close(self, call_id: int, outcome: str, at: datetime | None = None) -> None:
         self.update(call_id, outcome=outcome, ended_at=at or utcnow())
 
+    def record_finished(self, *, outcome: str, ended_at: datetime, answered_at: datetime | None = None,
+                        **opened: Any) -> int:
+        """A whole call at once, after it is over (a ring that never connected, a short alert):
+        ``opened`` as for ``open``."""
+        record_id = self.open(**opened)
+        if answered_at is not None:
+            self.update(record_id, answered_at=answered_at)
+        self.close(record_id, outcome, ended_at)
+        return record_id
+
 
 def find_calls(session: Session, wanted: CallFilter) -> list[CallRecord]:
     query = select(CallRecord)

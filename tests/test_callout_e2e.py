@@ -315,6 +315,8 @@ def test_nobody_answers_so_the_last_resort_is_rung_and_the_managers_alerted(site
     assert f"紧急呼叫无人接单，需通知主管：{manager.contact}" in notes
     assert f"紧急呼叫无人接单，已电话提醒 {manager.contact}：已接听" in notes
     assert manager.heard(prompts["callout.alert_unanswered"])
+    alerts = [r for r in site.call_records() if r.called == manager.contact]  # every call leaves a record
+    assert [(r.direction, r.outcome, r.ticket_id) for r in alerts] == [("outbound", "completed", ticket)]
     assert (zhang.invites(), li.invites(), control_room.invites()) == (2, 2, 1)
     assert site.ticket(ticket).status == "draft"  # nobody has it: the desk's queue still shows it
 

@@ -257,13 +257,11 @@ class CalloutRunner:
 
     def _note_call(self, ticket_id: int, contact: str, started: datetime, call: Call | None, outcome: Outcome,
                    answered_at: datetime | None = None) -> None:
-        """Every ring also leaves a call record, as every call does."""
-        record_id = self.calls.open(sip_call_id=call.call_id if call else "", direction="outbound",
-                                    line=self.settings.callout.line, caller=self.settings.callout.line,
-                                    called=contact, at=started, ticket_id=ticket_id)
-        if answered_at is not None:
-            self.calls.update(record_id, answered_at=answered_at)
-        self.calls.close(record_id, CALL_OUTCOMES[outcome], self.clock())
+        """Every ring (and every alert call) also leaves a call record, as every call does."""
+        line = self.settings.callout.line
+        self.calls.record_finished(sip_call_id=call.call_id if call else "", direction="outbound", line=line,
+                                   caller=line, called=contact, at=started, ticket_id=ticket_id,
+                                   answered_at=answered_at, outcome=CALL_OUTCOMES[outcome], ended_at=self.clock())
 
     def _alert(self, ticket_id: int, contacts: tuple[str, ...]) -> None:
         """Nobody took the job: ring each manager once with the alert (best effort, noted on the ticket)."""
@@ -272,17 +270,22 @@ class CalloutRunner:
         alert = p["callout.alert_unanswered"] + p.address(job.building, job.unit, job.room, job.area)
         alert += p[f"pieces.cat_{job.category}"]
         for contact in contacts:
+            started = self.clock()
             try:
                 call = self._dial(contact, self.settings.callout.ring_seconds, self._stopping)
             except SipError as error:
                 log.error("ticket %d: alert to %s failed: %s", ticket_id, contact, error)
+                outcome = Outcome(error.outcome) if isinstance(error, DialError) else Outcome.FAILED
+                self._note_call(ticket_id, contact, started, None, outcome)
                 self._note_alert(ticket_id, contact, "未接通")
                 continue
+            answered_at = self.clock()
             try:
                 call.play(alert)
             finally:
                 call.hangup()
             log.warning("ticket %d: alert to %s delivered", ticket_id, contact)
+            self._note_call(ticket_id, contact, started, call, Outcome.ACCEPTED, answered_at)  # they heard it
             self._note_alert(ticket_id, contact, "已接听")
 
     def _note_alert(self, ticket_id: int, contact: str, result: str) -> None:

@@ -78,8 +78,7 @@ def survey_call(line: Line, phone: str, ticket_id: int, repair: RepairFacts, ser
     except DialError as error:
         outcome = error.outcome  # busy, no_answer or failed, as core.followup.record_no_contact takes them
         log.info("follow-up call to %s: %s (%s)", phone, outcome, error)
-        record_id = services.calls.open(sip_call_id="", **record)
-        services.calls.close(record_id, outcome, services.clock())
+        record_id = services.calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=services.clock())
         return SurveyCallResult(record_id, None, outcome)
     record_id = services.calls.open(sip_call_id=call.call_id, **record)
     services.calls.update(record_id, answered_at=services.clock())
