@@ -1,6 +1,7 @@
-"""The 17:00 list kept as it stood at the cut-off (PROCESS.md: every ticket not done by 17:00 is
-listed for the department head). The console computes the list live for any day; the kept copy
-says what was open at the cut-off even after those tickets are closed in the evening."""
+"""The 17:00 list kept as it stood at the cut-off (docs/process.md "The 17:00 list": every ticket
+not done by 17:00 is listed for the department head). The console computes the list live for any
+day; the kept copy says what was open at the cut-off even after those tickets are closed in the
+evening."""
 
 from __future__ import annotations
 

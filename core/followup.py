@@ -15,11 +15,11 @@ transaction, so several processes may dial and a crash loses nothing::
 Statuses: ``scheduled`` -> ``calling`` -> ``done`` | ``failed`` (回访失败: a clerk calls by hand) |
 ``opted_out``; a call that reached nobody goes back to ``scheduled`` for a retry.
 
-What an answer means (PROCESS.md: unsatisfied residents are complaints: re-repair, and the
-supervisor is told): 满意/基本满意 with the problem not said to be unsolved moves the ticket
-完成 -> 回访 with the rating, ready for 归档; 不满意 or "not fixed" is 返修 to the same engineer
-plus an ``alert`` event for the manager that very day (the manager's page lists it until the
-re-repair is done); an answered call that gave no rating is 回访失败.
+What an answer means (docs/process.md "Follow-up (回访) and complaints": an unsatisfied resident
+is a complaint: re-repair, and the supervisor is told): 满意/基本满意 with the problem not said to
+be unsolved moves the ticket 完成 -> 回访 with the rating, ready for 归档; 不满意 or "not fixed" is
+返修 to the same engineer plus an ``alert`` event for the manager that very day (the manager's
+page lists it until the re-repair is done); an answered call that gave no rating is 回访失败.
 
 A call that never reports back (the process died mid-call) counts, ``STALE_CALL_MINUTES`` after
 its claim, as one failed attempt: it is retried like any unanswered call, never dialled twice
@@ -373,7 +373,8 @@ def _followed_up(session: Session, followup: FollowUp, now: datetime, settings: 
 
 
 def _rework_and_alert(session: Session, followup: FollowUp, now: datetime, settings: Settings) -> None:
-    """返修 to the engineer who did the work, and tell the manager today (PROCESS.md: a complaint)."""
+    """返修 to the engineer who did the work, and tell the manager today (a complaint: docs/process.md
+    "Follow-up (回访) and complaints")."""
     ticket = followup.ticket
     reason = "回访：问题未解决" if followup.resolved is False else "回访不满意"
     outcome = f"维修单已是「{STATUS_NAMES[Status(ticket.status)]}」，请主管确认是否需要返修"

@@ -46,7 +46,7 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class SlaSettings:
-    """Time limits of PROCESS.md; each is a setting with the documented default."""
+    """Time limits of docs/process.md "Time limits"; each is a setting with the documented default."""
 
     record_minutes: int = 2  # front desk records (reviews) the call
     notify_minutes: int = 3  # engineering is notified after recording

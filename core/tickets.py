@@ -1,7 +1,7 @@
 """The repair ticket (维修单): its states, who may move it where, and its SLA deadlines.
 
 Plain rules with no database: ``core.desk`` applies them to stored tickets.
-The states and time limits follow shared/domain/PROCESS.md.
+The states and time limits are described in docs/process.md "States and moves" and "Time limits".
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def allowed_moves(current: Status, role: Role) -> list[tuple[Status, Rule]]:
     return [(to, rule) for (frm, to), rule in RULES.items() if frm == current and role in rule.roles]
 
 
-# --- SLA deadlines (PROCESS.md "Time limits") -------------------------------------
+# --- SLA deadlines (docs/process.md "Time limits") ---------------------------------
 
 
 @dataclass(frozen=True)
