@@ -1,0 +1,56 @@
+"""Which trade should go: the heaviest category word of ``[category.*]``, unless a hazard decides it."""
+
+from __future__ import annotations
+
+from core.triage.emergency import EmergencyWord
+from core.triage.vocabulary import WEIGHTS, Vocabulary
+from core.tickets import CATEGORY_NAMES
+
+# When no category word was said, the hazard names the trade.
+CATEGORY_OF_KIND = {
+    "burst_pipe": "plumbing", "flooding": "plumbing", "sewage": "plumbing", "water_outage": "plumbing",
+    "smoke": "electrical", "sparks": "electrical", "burning_smell": "electrical", "short_circuit": "electrical",
+    "electric_shock": "electrical", "power_outage": "electrical", "gas_leak": "gas",
+    "lift_trapped": "elevator", "falling_object": "structure",
+}
+# These hazards decide the category even over heavier words (燃气热水器有煤气味 is a gas job).
+CATEGORY_FORCED_BY_KIND = {"gas_leak": "gas", "lift_trapped": "elevator"}
+OTHER = "other"
+
+Hit = tuple[str | None, int, int]  # category (None: a neutral word), weight, start
+
+
+class CategoryReader:
+    """The category words of one vocabulary, as a table word -> (category, weight)."""
+
+    def __init__(self, vocabulary: Vocabulary):
+        table: dict[str, tuple[str | None, int]] = {word: (None, 0) for word in vocabulary.words("places", "neutral")}
+        for category in CATEGORY_NAMES:
+            for weight_name, weight in sorted(WEIGHTS.items(), key=lambda item: item[1]):
+                table.update({word: (category, weight) for word in vocabulary.category_words(category, weight_name)})
+        self.keywords = table
+
+    def classify(self, normalized: str, emergencies: list[EmergencyWord]) -> str:
+        """The trade that should go: the heaviest category word, unless a hazard decides it."""
+        kinds = [word.kind for word in emergencies]
+        for kind in kinds:
+            if kind in CATEGORY_FORCED_BY_KIND:
+                return CATEGORY_FORCED_BY_KIND[kind]
+        hits = [(category, weight, start) for category, weight, start in self.hits(normalized) if category]
+        if hits:
+            return max(hits, key=lambda hit: (hit[1], -hit[2]))[0]
+        return next((CATEGORY_OF_KIND[kind] for kind in kinds if kind in CATEGORY_OF_KIND), OTHER)
+
+    def names_a_category(self, clause: str) -> bool:
+        return any(category for category, _, _ in self.hits(clause))
+
+    def hits(self, text: str) -> list[Hit]:
+        """Every keyword occurrence not inside a longer keyword (电梯门 hides 门, 上门 hides 门)."""
+        spans = []
+        for word, (category, weight) in self.keywords.items():
+            at = text.find(word)
+            while at >= 0:
+                spans.append((at, at + len(word), category, weight))
+                at = text.find(word, at + 1)
+        return [(category, weight, start) for start, end, category, weight in spans
+                if not any(s <= start and end <= e and (e - s) > (end - start) for s, e, _, _ in spans)]
