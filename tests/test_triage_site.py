@@ -16,7 +16,7 @@ from tests.triage_cases import NOW
 SITE_WORDS = """
 # 阳光花园: the words our residents use
 [category.appliance]
-decisive = "洗碗机 净水机"
+decisive = "足浴盆 净水机"
 [category.public_facility]
 decisive = ["充电桩", "快递柜"]
 [places]
@@ -38,8 +38,8 @@ def site(tmp_path, text=SITE_WORDS, **config) -> Settings:
 
 def test_a_site_file_adds_words_to_every_kind_of_list(tmp_path):
     settings = site(tmp_path)
-    assert triage("洗碗机不出水了", NOW).category == "plumbing"  # without the site's words: the 不出水 of a tap
-    assert triage("洗碗机不出水了", NOW, settings).category == "appliance"
+    assert triage("足浴盆不出水了", NOW).category == "plumbing"  # without the site's words: the 不出水 of a tap
+    assert triage("足浴盆不出水了", NOW, settings).category == "appliance"
     assert triage("快递柜打不开", NOW, settings).category == "public_facility"
     assert triage("北区会所的灯坏了", NOW, settings).address.area == "北区会所"
     flood = triage("我跟你讲，卫生间发大水了", NOW, settings)
@@ -52,7 +52,7 @@ def test_the_site_words_are_added_not_replacing_the_packaged_ones(tmp_path):
     packaged, with_site = load_vocabulary(), load_vocabulary(site(tmp_path).triage.words_file)
     for key, words in packaged.lists.items():
         assert with_site.lists[key][:len(words)] == words
-    assert with_site.words("category.appliance", "decisive")[-2:] == ("洗碗机", "净水机")
+    assert with_site.words("category.appliance", "decisive")[-2:] == ("足浴盆", "净水机")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -108,7 +108,7 @@ def test_the_command_line_reads_with_the_site_words(tmp_path):
                       encoding="utf-8")
     env = os.environ | {"CALLCENTER_CONFIG": str(config), "CALLCENTER_DATA_DIR": str(tmp_path / "data")}
     command = [sys.executable, "-m", "callcenter.cli", "triage", "--now", "2024-06-12T15:30+00:00", "--json",
-               "洗碗机坏了，明天上午来"]
+               "足浴盆坏了，明天上午来"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     draft = json.loads(result.stdout)

@@ -81,7 +81,7 @@ class Triage:
         self.vocabulary = vocabulary
         self.zone = zone
         self.lift_fault_is_emergency = lift_fault_is_emergency
-        self.emergencies = EmergencyReader(vocabulary, off=frozenset())
+        self.emergencies = EmergencyReader(vocabulary, off=frozenset() if lift_fault_is_emergency else {"lift_fault"})
         self.categories = CategoryReader(vocabulary)
         self.addresses = AddressReader(vocabulary)
         self.summaries = Summarizer(vocabulary, self.categories)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from core.triage.emergency import EmergencyWord
+from core.triage.text import blank
 from core.triage.vocabulary import WEIGHTS, Vocabulary
 from core.tickets import CATEGORY_NAMES
 
@@ -11,11 +14,17 @@ CATEGORY_OF_KIND = {
     "burst_pipe": "plumbing", "flooding": "plumbing", "sewage": "plumbing", "water_outage": "plumbing",
     "smoke": "electrical", "sparks": "electrical", "burning_smell": "electrical", "short_circuit": "electrical",
     "electric_shock": "electrical", "power_outage": "electrical", "gas_leak": "gas",
-    "lift_trapped": "elevator", "falling_object": "structure",
+    "lift_trapped": "elevator", "lift_fault": "elevator", "falling_object": "structure",
 }
 # These hazards decide the category even over heavier words (燃气热水器有煤气味 is a gas job).
 CATEGORY_FORCED_BY_KIND = {"gas_leak": "gas", "lift_trapped": "elevator"}
 OTHER = "other"
+HINT = 1  # the weight of a place or vague part: a hazard's own trade outweighs it
+# Water running into or along the lift names the lift as a place, not as what is broken:
+# 水流进电梯井 and 水顺着电梯门缝往下灌 are the plumber's first.
+WATER_ROUTE = re.compile(r"(?:流|淌|灌|涌|冲|漫|漏|渗)(?:进|到|入)了?(?:电梯井?|井道|轿厢|电梯门缝?)"
+                         r"|(?:顺着|沿着|从)(?:电梯门缝?|电梯井|井道)"
+                         r"|往(?:电梯井?|井道|轿厢)(?:那边|这边|里面?|口)?(?:流|淌|灌)")
 
 Hit = tuple[str | None, int, int]  # category (None: a neutral word), weight, start
 
@@ -36,10 +45,14 @@ class CategoryReader:
         for kind in kinds:
             if kind in CATEGORY_FORCED_BY_KIND:
                 return CATEGORY_FORCED_BY_KIND[kind]
-        hits = [(category, weight, start) for category, weight, start in self.hits(normalized) if category]
-        if hits:
-            return max(hits, key=lambda hit: (hit[1], -hit[2]))[0]
-        return next((CATEGORY_OF_KIND[kind] for kind in kinds if kind in CATEGORY_OF_KIND), OTHER)
+        routes = [match.span() for match in WATER_ROUTE.finditer(normalized)]
+        hits = [(category, weight, start) for category, weight, start in self.hits(blank(normalized, routes))
+                if category]
+        best = max(hits, key=lambda hit: (hit[1], -hit[2])) if hits else None
+        by_hazard = next((CATEGORY_OF_KIND[kind] for kind in kinds if kind in CATEGORY_OF_KIND), None)
+        if best and (best[1] > HINT or by_hazard is None):
+            return best[0]
+        return by_hazard or OTHER
 
     def names_a_category(self, clause: str) -> bool:
         return any(category for category, _, _ in self.hits(clause))
