@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from core.triage.emergency import EmergencyWord
-from core.triage.text import blank
+from core.triage.text import alternation, blank
 from core.triage.vocabulary import WEIGHTS, Vocabulary
 from core.tickets import CATEGORY_NAMES
 
@@ -20,6 +20,9 @@ CATEGORY_OF_KIND = {
 CATEGORY_FORCED_BY_KIND = {"gas_leak": "gas", "lift_trapped": "elevator"}
 OTHER = "other"
 HINT = 1  # the weight of a place or vague part: a hazard's own trade outweighs it
+# Between an appliance and its connection: 洗衣机的水管, 热水器那根管子, 洗衣机接水龙头的地方.
+CONNECTORS = r"的|那根|那个|这根|这个|后面的?|下面的?|底下的?|后面那根|下面那根|的那根|接"
+WATER_CONNECTION_CATEGORY = "plumbing"
 # Water running into or along the lift names the lift as a place, not as what is broken:
 # 水流进电梯井 and 水顺着电梯门缝往下灌 are the plumber's first.
 WATER_ROUTE = re.compile(r"(?:流|淌|灌|涌|冲|漫|漏|渗)(?:进|到|入)了?(?:电梯井?|井道|轿厢|电梯门缝?)"
@@ -38,6 +41,9 @@ class CategoryReader:
             for weight_name, weight in sorted(WEIGHTS.items(), key=lambda item: item[1]):
                 table.update({word: (category, weight) for word in vocabulary.category_words(category, weight_name)})
         self.keywords = table
+        appliances = alternation(vocabulary.category_words("appliance", "decisive"))
+        connections = alternation(vocabulary.words("appliances", "water_connections"))
+        self.water_connection = re.compile(rf"(?:{appliances})(?:{CONNECTORS})?(?:{connections})")
 
     def classify(self, normalized: str, emergencies: list[EmergencyWord]) -> str:
         """The trade that should go: the heaviest category word, unless a hazard decides it."""
@@ -48,6 +54,8 @@ class CategoryReader:
         routes = [match.span() for match in WATER_ROUTE.finditer(normalized)]
         hits = [(category, weight, start) for category, weight, start in self.hits(blank(normalized, routes))
                 if category]
+        hits += [(WATER_CONNECTION_CATEGORY, WEIGHTS["parts"], match.start())
+                 for match in self.water_connection.finditer(normalized)]
         best = max(hits, key=lambda hit: (hit[1], -hit[2])) if hits else None
         by_hazard = next((CATEGORY_OF_KIND[kind] for kind in kinds if kind in CATEGORY_OF_KIND), None)
         if best and (best[1] > HINT or by_hazard is None):

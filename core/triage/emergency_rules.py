@@ -39,12 +39,13 @@ RULES = (
     EmergencyRule("burst_pipe", r"喷水|往外喷|喷出来|呲水|滋水", blocked_subjects="spray_fittings"),
     # Water that will not stop, stands on the floor, or runs where it must not: a leak said
     # to be severe or spreading is no longer a general repair.
-    EmergencyRule("flooding", r"止不住|关不住|堵不住|停不下来",
+    EmergencyRule("flooding", r"止不住|关不住|堵不住|停不下来|关不上|拧不上|拧不住",
                   allowed_subjects="water_subjects", blocked_subjects="closable_not_water", subject_required=True),
     EmergencyRule("flooding", r"水{gap}{0,2}?漫(?:到|进|过)"
                               r"|(?:(?:满地|一地|地上|满屋子?|一屋子|屋里|到处)(?:全|都)?(?:是|的)?|(?:全|都|尽)是)"
                               r"水(?![龙管表阀池槽压泵费垢渍印])(?!的?(?:问题|原因))"),
     EmergencyRule("flooding", r"(?:漏|流|喷)得(?:很|特别|非常|好|贼|老|挺|太|蛮|忒|可)?(?:厉害|凶|猛|大|多|严重|急)"
+                              r"|漏水?(?:很|特别|非常|太|挺|好|老|贼)?(?:严重|厉害)"
                               r"|越(?:漏|流|渗)越(?:大|多|厉害|凶)|(?:跟|像|和)下雨(?:一样|似的)"
                               r"|接都接不(?:过来|住|完)|接不过来|没过了?(?:脚|小腿|膝盖)"
                               r"|(?:流|淌|灌|涌|冲|漫|漏)(?:到|进|入)了?{gap}{0,2}?(?:{spread_places})"
@@ -54,9 +55,10 @@ RULES = (
                               r"|往[外下](?:流|淌|灌|涌)(?!不|得?(?:很|特别|太)?慢)"
                               r"|(?:流|淌)[了得]?(?:一地|满地|一屋子?|满屋子?|到处都是)|哗哗|哗啦啦",
                   needs_anywhere="water_words"),
-    # Water in the lift's shaft or car: the lift must be stopped before it shorts.
-    EmergencyRule("flooding", r"(?:电梯井?|底坑|井道|轿厢)(?:里面?|里头|内|底下)?{gap}{0,3}?"
-                              r"(?:进水|进了水|积水|有水|灌水|淹|泡水|全是水|都是水)"),
+    # Water standing in a shared place (the lift's shaft or car, a garage, a stairwell) or in the home.
+    EmergencyRule("flooding", r"(?:{common_places})(?:里面?|里头|内|底下|上)?{gap}{0,3}?"
+                              r"(?:进水|进了水|积水|积了水|有水|灌水|淹|泡水|全是水|都是水)"
+                              r"|(?:满地|地上|屋里|家里|到处|客厅|卧室)(?:全|都)?积(?:了|满了)?(?:好多|一层)?水"),
     EmergencyRule("flooding", r"泡(?:起来|坏|烂|水|在水里|了)",
                   allowed_subjects="soaked_floors", blocked_subjects="soaked_not_floor", subject_required=True),
     EmergencyRule("sewage", r"(?:污水|脏水|粪水|粪便|下水道|马桶|地漏|化粪池|下水)"
@@ -66,6 +68,9 @@ RULES = (
                            r"|(?:烟雾报警器|烟雾探测器|烟感报警器|烟感){gap}{0,4}?(?:响|报警|叫)"),
     # 打着火/点着火 is a stove lighting, not a fire.
     EmergencyRule("fire", r"(?<![打点])着了?火|冒火(?![花星])"),
+    # A socket or wire that burnt (插座烧了); a blown fuse or bulb (保险丝烧了) is a normal repair.
+    EmergencyRule("burning_smell", r"烧(?:了|坏了?|黑了?|焦了?|化了?|糊了?|着了)",
+                  allowed_subjects="wiring", blocked_subjects="burnt_harmlessly", subject_required=True),
     # 漏电保护器/漏电开关 is the breaker's name, not a leak.
     EmergencyRule("electric_shock", r"漏电(?!保护|开关)|触电|被电[到了着一]|电到[人我手了]|电人|麻手"),
     EmergencyRule("power_outage", r"停电|断电|没有?电了?(?![话池视脑瓶费动])|电停了|全黑了|一点电都没有"
@@ -86,12 +91,13 @@ RULES = (
     EmergencyRule("gas_leak", r"嘶嘶|呲呲", needs_anywhere="gas_things"),
     EmergencyRule("lift_trapped", r"(?:困|关|卡|锁)在了?电梯|电梯里?{gap}{0,6}?有?人{gap}{0,4}?(?:困|关|卡|出不来)"
                                   r"|被?电梯门?{gap}{0,2}?夹"),
-    EmergencyRule("lift_trapped", r"被困|困住|(?:关|卡|锁|困)在里面|出不来|里面{gap}{0,3}?有人|有人在里面",
+    EmergencyRule("lift_trapped", r"被困|困住|(?:关|卡|锁|困)在?(?:里面|里头|里边)|出不来|出不去|里面{gap}{0,3}?有人"
+                                  r"|有人在里面",
                   needs_anywhere="lift_words"),
     # A lift out of service with nobody inside (电梯停在十一楼不动了); only where the site
     # treats it as an emergency (triage.lift_fault_is_emergency), and never beside 困人.
     EmergencyRule("lift_fault", r"停了|停住了?|停着|停在|停运|停用|停摆|不动了?|不走了?|不运行|不能用|用不了|动不了"
-                                r"|坐不了|卡住|卡在|卡了|坏了|坏掉|故障|罢工|趴窝|不来|死机|不下来|不上来",
+                                r"|坐不了|没法用|用不成|卡住|卡在|卡了|坏了|坏掉|故障|罢工|趴窝|不来|死机|不下来|不上来",
                   allowed_subjects="lifts", blocked_subjects="lift_parts", subject_required=True),
     # Something fell or gave way, whether or not anyone was hurt.
     EmergencyRule("falling_object", r"掉下来|掉下去|掉到楼下|坠落|掉落|往下掉|砸下来|砸到人|砸着人|砸伤|脱落"
@@ -103,7 +109,7 @@ RULES = (
     EmergencyRule("falling_object", r"(?:整片|整块|一大片|一大块|大片|大块|整面|一整面|成片|大面积|整扇|全)[都的]?"
                                     r"{gap}{0,2}?(?:掉|脱落|塌|垮|落|倒)"
                                     r"|(?:要|快|随时都?会?|眼看|马上|差点|就要|快要)要?(?:掉|塌|倒|垮|砸|落)"
-                                    r"(?!价|色|线|漆|头发|眼泪|链子)|倒了|歪出来",
+                                    r"(?!价|色|线|漆|头发|眼泪|链子)|倒了|歪出来|摇摇欲坠",
                   allowed_subjects="dangerous_falls", blocked_subjects="harmless_falls", subject_required=True),
     EmergencyRule("caller_urgent", r"(?:特别|非常|很|挺|太|十分|真的|好|超级|极其)(?:着急|紧急|急)|急死了?"),
 )
