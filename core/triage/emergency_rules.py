@@ -52,9 +52,11 @@ RULES = (
                               r"|(?:流|淌|灌|涌|冲|漫)(?:到|进|入)了?{gap}{0,2}?(?:{flooded_rooms})"
                               r"|往{gap}{0,4}?(?:{spread_places})(?:那边|这边|那儿|里面?|里头|下|口)?(?:流|淌|灌|涌)"
                               r"|(?:积|漏|流|淌|出)了?(?:好多|很多|老多|一大堆|一大片|一大滩)的?水"
-                              r"|往[外下](?:流|淌|灌|涌)(?!不|得?(?:很|特别|太)?慢)"
-                              r"|(?:流|淌)[了得]?(?:一地|满地|一屋子?|满屋子?|到处都是)|哗哗|哗啦啦",
+                              r"|(?:流|淌)[了得]?(?:一地|满地|一屋子?|满屋子?|到处都是)",
                   needs_anywhere="water_words"),
+    # Water running out or down, except where it is meant to (马桶冲水的时候水往下流).
+    EmergencyRule("flooding", r"往[外下](?:流|淌|灌|涌)(?!不|得?(?:很|特别|太)?慢)|哗哗|哗啦啦",
+                  blocked_subjects="drains", needs_anywhere="water_words"),
     # Water standing in a shared place (the lift's shaft or car, a garage, a stairwell) or in the home.
     EmergencyRule("flooding", r"(?:{common_places})(?:里面?|里头|内|底下|上)?{gap}{0,3}?"
                               r"(?:进水|进了水|积水|积了水|有水|灌水|淹|泡水|全是水|都是水)"
@@ -64,7 +66,7 @@ RULES = (
     EmergencyRule("sewage", r"(?:污水|脏水|粪水|粪便|下水道|马桶|地漏|化粪池|下水)"
                             r"{gap}{0,5}?(?:冒出来|冒上来|往上冒|往外冒|涌出来|返上来|反上来|溢出来?|漫出来|冒水)"),
     # A smoke alarm going off counts as smoke; the alarm's name alone does not.
-    EmergencyRule("smoke", r"冒[黑白青]?烟|烟雾(?!报警|探测)"
+    EmergencyRule("smoke", r"冒[黑白青]?烟|烟雾(?!报警|探测)|(?<![油香])烟味"
                            r"|(?:烟雾报警器|烟雾探测器|烟感报警器|烟感){gap}{0,4}?(?:响|报警|叫)"),
     # 打着火/点着火 is a stove lighting, not a fire.
     EmergencyRule("fire", r"(?<![打点])着了?火|冒火(?![花星])"),
