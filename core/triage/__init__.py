@@ -5,7 +5,8 @@ so it must be fast and must never fail on half a sentence. Numbers are read by
 ``core.numerals``; the sections of the package each read one thing:
 
 - ``vocabulary``: the word lists, ``words.toml`` plus the site's ``triage.words_file``;
-- ``emergency``: emergency words (what makes a ticket 紧急) and where they were said;
+- ``emergency``: emergency words (what makes a ticket 紧急) and where they were said, read
+  with the rules of ``emergency_rules``;
 - ``category``: which trade should go;
 - ``address``: building, unit, room, public area, and the phone number;
 - ``appointment``: when the caller wants the visit, in the site's time zone;
@@ -30,8 +31,9 @@ from core.tickets import CATEGORY_NAMES, Urgency
 from core.triage.address import Address, AddressReader, find_phone
 from core.triage.appointment import Appointment, find_appointment
 from core.triage.category import CategoryReader
-from core.triage.emergency import KINDS as EMERGENCY_KINDS
 from core.triage.emergency import EmergencyReader, EmergencyWord
+from core.triage.emergency_rules import KINDS as EMERGENCY_KINDS
+from core.triage.emergency_rules import LIFT_FAULT
 from core.triage.summary import Summarizer
 from core.triage.text import blank
 from core.triage.vocabulary import Vocabulary, VocabularyError, load_vocabulary
@@ -81,7 +83,7 @@ class Triage:
         self.vocabulary = vocabulary
         self.zone = zone
         self.lift_fault_is_emergency = lift_fault_is_emergency
-        self.emergencies = EmergencyReader(vocabulary, off=frozenset() if lift_fault_is_emergency else {"lift_fault"})
+        self.emergencies = EmergencyReader(vocabulary, off=frozenset() if lift_fault_is_emergency else {LIFT_FAULT})
         self.categories = CategoryReader(vocabulary)
         self.addresses = AddressReader(vocabulary)
         self.summaries = Summarizer(vocabulary, self.categories)

@@ -47,7 +47,8 @@ DAY_WORD = re.compile("|".join(sorted(DAY_OFFSETS, key=len, reverse=True)))
 WEEKDAY = re.compile(r"(?<!上)(?<!上个)(这个?|本|下个?)?(?:周|星期|礼拜)([一二三四五六日天1-7])|(这个?|本|下个?)?周末")
 MONTH_DAY = re.compile(r"(?:(\d{1,2})月)?(\d{1,2})[号日](?![楼栋单元\d室院门])")
 # A bare 15号 is a date only when a time or a visit follows (15号 下午, 15号来).
-DATE_FOLLOWERS = re.compile(r"的?(?:上午|下午|中午|晚上|早上|\d{1,2}点|来|过来|上门|那天|左右|前后|以后|之后|之前|以前)")
+DATE_FOLLOWERS = re.compile(r"的?(?:上午|下午|中午|晚上|早上|\d{1,2}点|来|过来|上门|那天"
+                            r"|左右|前后|以后|之后|之前|以前)")
 PART_OF_DAY = re.compile("|".join(sorted(PART_OF_DAY_HOURS, key=len, reverse=True)))
 _MINUTE = r"半|一刻|三刻|\d{1,2}"
 CLOCK_RANGE = re.compile(rf"(\d{{1,2}})(?:[点:：]({_MINUTE})?分?)?(?:到|至|-|~)(上午|下午|中午|晚上)?"
@@ -190,9 +191,7 @@ def _range_window(match: re.Match, part: str | None) -> tuple[time, time] | None
 
 def _clock_time(hour_text: str, minute_text: str | None, part: str | None) -> time | None:
     hour = _day_hour(int(hour_text), part)
-    minute = {"半": 30, "一刻": 15, "三刻": 45, None: 0}.get(minute_text)
-    if minute is None:
-        minute = int(minute_text)
+    minute = 0 if minute_text is None else {"半": 30, "一刻": 15, "三刻": 45}.get(minute_text) or int(minute_text)
     if hour > 23 or minute > 59:
         return None
     return time(hour, minute)

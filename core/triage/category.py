@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
+from core.tickets import CATEGORY_NAMES
 from core.triage.emergency import EmergencyWord
 from core.triage.text import alternation, blank
 from core.triage.vocabulary import WEIGHTS, Vocabulary
-from core.tickets import CATEGORY_NAMES
 
 # When no category word was said, the hazard names the trade.
 CATEGORY_OF_KIND = {

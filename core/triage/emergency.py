@@ -10,8 +10,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.triage.emergency_rules import (FOR_NOW, GAP, KINDS, MITIGATION_FAILED, MITIGATIONS, NEGATION_BEFORE,
-                                         RULES, SUBSUMED_BY, EmergencyRule)
+from core.triage.emergency_rules import (
+    FOR_NOW,
+    GAP,
+    KINDS,
+    MITIGATION_FAILED,
+    MITIGATIONS,
+    NEGATION_BEFORE,
+    RULES,
+    SUBSUMED_BY,
+    EmergencyRule,
+)
 from core.triage.text import CLAUSE_BREAK, alternation
 from core.triage.vocabulary import Vocabulary
 
@@ -45,7 +54,7 @@ class _CompiledRule:
 class EmergencyReader:
     """The emergency rules compiled for one vocabulary; ``off`` names kinds the site does not treat as emergencies."""
 
-    def __init__(self, vocabulary: Vocabulary, off: frozenset[str] = frozenset()):
+    def __init__(self, vocabulary: Vocabulary, off: frozenset[str] | set[str] = frozenset()):
         def subjects(name: str | None) -> tuple[str, ...]:
             return vocabulary.words("subjects", name) if name else ()
 

@@ -119,8 +119,9 @@ RULES = (
 KINDS = ("burst_pipe", "flooding", "sewage", "smoke", "sparks", "burning_smell", "fire", "short_circuit",
          "electric_shock", "power_outage", "water_outage", "gas_leak", "lift_trapped", "lift_fault",
          "falling_object", "caller_urgent")
+LIFT_FAULT = "lift_fault"  # the kind a site may turn off (triage.lift_fault_is_emergency)
 # People trapped say more than a stopped lift: a lift_fault beside a lift_trapped is dropped.
-SUBSUMED_BY = {"lift_fault": "lift_trapped"}
+SUBSUMED_BY = {LIFT_FAULT: "lift_trapped"}
 
 # A negator before the emergency word in the same clause cancels it. 不是/没有 negate
 # a whole phrase (不是电梯困人, 没有人被困), so a few words may stand between; 不/没

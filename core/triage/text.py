@@ -20,7 +20,7 @@ def alternation(words: Iterable[str]) -> str:
 
 def cut(text: str, spans: list[Span]) -> str:
     """``text`` without the characters inside any of ``spans``."""
-    inside = set()
+    inside: set[int] = set()
     for start, end in spans:
         inside.update(range(start, end))
     return "".join(ch for i, ch in enumerate(text) if i not in inside)
