@@ -560,4 +560,8 @@ CASES = [
     case("电梯门打不开，我在里面出不去。", "elevator", EMERGENCY, area="电梯", kinds="lift_trapped"),
     case("电 梯 没 法 用 了 停 在 负 一 楼", "elevator", EMERGENCY, area="电梯", kinds="lift_fault"),
     case("电梯里面的灯坏了。", "elevator", area="电梯"),
+    case("楼道里的灭火器过期了。", "public_facility", area="楼道"),
+    case("单元防盗门关不上，谁都能进。", "public_facility"),
+    case("三号楼电梯关人了！", "elevator", EMERGENCY, b="3", area="电梯", kinds="lift_trapped"),
+    case("阳台上的花盆掉下去了，楼下是过道。", "structure", EMERGENCY, area="过道", kinds="falling_object"),
 ]

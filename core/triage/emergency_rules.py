@@ -94,7 +94,7 @@ RULES = (
     EmergencyRule("lift_trapped", r"(?:困|关|卡|锁)在了?电梯|电梯里?{gap}{0,6}?有?人{gap}{0,4}?(?:困|关|卡|出不来)"
                                   r"|被?电梯门?{gap}{0,2}?夹"),
     EmergencyRule("lift_trapped", r"被困|困住|(?:关|卡|锁|困)在?(?:里面|里头|里边)|出不来|出不去|里面{gap}{0,3}?有人"
-                                  r"|有人在里面",
+                                  r"|有人在里面|[关卡困]着?人",
                   needs_anywhere="lift_words"),
     # A lift out of service with nobody inside (电梯停在十一楼不动了); only where the site
     # treats it as an emergency (triage.lift_fault_is_emergency), and never beside 困人.
