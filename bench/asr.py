@@ -12,7 +12,7 @@ What it measures:
   * parallel streams in threads before falling behind real time (Vosk releases the GIL)
   * latency from the end of a word in the audio to the first partial showing it, feeding audio
     at real-time pace in 20 ms packets (word ends from Vosk's own word times)
-  * with a Chinese model and core/triage.py: time from the end of an emergency word to the first
+  * with a Chinese model and core.triage: time from the end of an emergency word to the first
     partial that triage flags as an emergency
   * character error rate on a sentence set, clean 16 kHz and 8 kHz μ-law
 """
@@ -193,7 +193,7 @@ def measure_emergency(model, voice: str, directory: Path) -> None:
         print("emergency word -> flag: skipped (needs a Chinese model)")
         return
     if importlib.util.find_spec("core.triage") is None:
-        print("emergency word -> flag: skipped (core/triage.py not present)")
+        print("emergency word -> flag: skipped (core.triage not present)")
         return
     from core.triage import triage
 

@@ -31,6 +31,7 @@ from core.intake import PhoneDrafts
 from core.jobs import Jobs
 from core.settings import Settings
 from core.store import User, make_session_factory
+from core.triage import Triage
 
 log = logging.getLogger("callcenter")
 
@@ -105,6 +106,7 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
 
 
 def build_app(settings: Settings) -> web.Application:
+    Triage.for_settings(settings)  # a bad triage.words_file stops the start, not the first call
     engine = migrate.open_database(settings.database_url)
     sessions = make_session_factory(engine)
     ensure_first_admin(settings, sessions)

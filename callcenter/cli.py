@@ -130,7 +130,7 @@ def cmd_triage(args, settings: Settings) -> int:
 
     if not args.text.strip():
         raise CommandError("没有文字可分析 / the text is empty")
-    print_draft(triage(args.text, call_time(args.now, settings)).to_dict(), args.json)
+    print_draft(triage(args.text, call_time(args.now, settings), settings).to_dict(), args.json)
     return 0
 
 
@@ -181,7 +181,7 @@ def cmd_transcribe(args, settings: Settings) -> int:
         raise CommandError(str(error)) from None
     except ModelError as error:
         raise CommandError(f"{error}; 请运行 / run `callcenter setup asr`") from None
-    result["draft"] = triage(result["text"], call_time(args.now, settings)).to_dict()
+    result["draft"] = triage(result["text"], call_time(args.now, settings), settings).to_dict()
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:

@@ -100,6 +100,8 @@ def _rewrite_run(text: str, start: int, end: int) -> str:
 
 def _is_number_in_context(text: str, start: int, end: int) -> bool:
     run = text[start:end]
+    if run == "幺" and text.startswith(ADDRESS_UNITS, end):
+        return True  # 十七楼幺号, 幺单元: "one" said the radio way before an address unit
     if run in NUMERAL_WORDS or run in RADIO_DIGITS or run in ("洞洞", "洞"):
         return False  # 墙上有个洞(洞); 洞洞洞洞 read out in a phone number is 0000
     if len(run) > 1:

@@ -188,6 +188,21 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class TriageSettings:
+    """How a caller's words are read (core/triage)."""
+
+    # A TOML file of extra words in the shape of core/triage/words.toml, added to the packaged lists.
+    words_file: str = ""
+    # A lift that is stopped or stuck with nobody inside is 紧急 (PROCESS.md lists 电梯故障 among
+    # the emergencies); false makes it a normal repair. People trapped (困人) are always an emergency.
+    lift_fault_is_emergency: bool = True
+
+    def __post_init__(self) -> None:
+        if self.words_file and not Path(self.words_file).expanduser().is_file():
+            raise SettingsError(f"triage.words_file 文件不存在 / word file not found: {self.words_file}")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     timezone: str = "Asia/Shanghai"
@@ -201,6 +216,7 @@ class Settings:
     followup: FollowupSettings = field(default_factory=FollowupSettings)
     recordings: RecordingsSettings = field(default_factory=RecordingsSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    triage: TriageSettings = field(default_factory=TriageSettings)
     # [[lines]] tables, read by callcenter.ivr; each key overridable by CALLCENTER_LINES_<NAME>_<KEY>
     # (that is where a line's password belongs).
     lines: tuple[dict[str, Any], ...] = ()

@@ -63,6 +63,8 @@ def test_chinese_to_int(numeral, value):
     ("三四点", "3到4点"),  # "three or four o'clock" becomes a range
     ("三四楼", "34楼"),
     ("洞洞洞洞", "0000"),
+    ("十七楼幺号", "17楼1号"),  # a lone 幺 before an address unit is "one"
+    ("幺单元幺幺零幺", "1单元1101"),
 ])
 def test_numbers_become_digits(text, expected):
     assert normalize_numbers(text) == expected
@@ -85,6 +87,7 @@ def test_numbers_become_digits(text, expected):
     "墙上有个洞",
     "墙上好几个洞洞",
     "拐弯那里",
+    "我家幺儿",
     "第一次",
     "统一",
 ])

@@ -6,11 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings, TriageSettings
 from core.triage import CATEGORY_NAMES, triage
 from tests.triage_cases import CASES, NOW, SHANGHAI
 
 PHONE_SENTENCES = Path(__file__).parent / "data" / "phone_sentences.txt"
 DRAFT_KEYS = {"address", "category", "urgency", "emergency_words", "appointment", "phone", "summary", "text"}
+
+
+def _settings(case) -> Settings:
+    return Settings(triage=TriageSettings(lift_fault_is_emergency=case.lift_fault_is_emergency))
 
 
 def _param(case):
@@ -31,7 +36,7 @@ def _fields(draft: dict) -> dict:
 
 @pytest.mark.parametrize("case", [_param(case) for case in CASES])
 def test_caller_sentence(case):
-    draft = triage(case.text, NOW).to_dict()
+    draft = triage(case.text, NOW, _settings(case)).to_dict()
     expected = {"address": case.address, "category": case.category, "urgency": case.urgency,
                 "phone": case.phone, "appointment": case.appointment}
     assert _fields(draft) == expected
@@ -45,15 +50,15 @@ def test_the_case_set_is_large_and_covers_every_category_and_kind():
     stated_kinds = set().union(*(case.kinds for case in CASES if case.kinds))
     assert stated_kinds == {
         "burst_pipe", "flooding", "sewage", "smoke", "sparks", "burning_smell", "fire", "short_circuit",
-        "electric_shock", "power_outage", "water_outage", "gas_leak", "lift_trapped", "falling_object",
-        "caller_urgent"}
+        "electric_shock", "power_outage", "water_outage", "gas_leak", "lift_trapped", "lift_fault",
+        "falling_object", "caller_urgent"}
     passing = [case for case in CASES if not case.xfail]
     assert len(passing) / len(CASES) >= 0.95
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.text[:24])
 def test_draft_shape(case):
-    draft = triage(case.text, NOW).to_dict()
+    draft = triage(case.text, NOW, _settings(case)).to_dict()
     assert set(draft) == DRAFT_KEYS
     assert set(draft["address"]) == {"building", "unit", "room", "area"}
     json.dumps(draft, ensure_ascii=False)
@@ -65,6 +70,24 @@ def test_draft_shape(case):
 
 
 # ---------------------------------------------------------------- emergency words
+STOPPED_LIFTS = [case for case in CASES if not case.lift_fault_is_emergency and case.urgency == "normal"]
+
+
+@pytest.mark.parametrize("case", STOPPED_LIFTS, ids=lambda case: case.text[:24])
+def test_a_stopped_lift_is_an_emergency_unless_the_site_says_otherwise(case):
+    """The cases read with triage.lift_fault_is_emergency = false are lifts stopped with nobody inside."""
+    draft = triage(case.text, NOW)  # the default: PROCESS.md lists 电梯故障 among the emergencies
+    assert draft.is_emergency and draft.category == "elevator"
+    assert {word.kind for word in draft.emergency_words} == (case.kinds or set()) | {"lift_fault"}
+
+
+def test_people_trapped_in_a_lift_are_an_emergency_whatever_the_setting():
+    for lift_fault_is_emergency in (True, False):
+        settings = Settings(triage=TriageSettings(lift_fault_is_emergency=lift_fault_is_emergency))
+        draft = triage("电梯卡在五楼和六楼中间了，里面有人出不来", NOW, settings)
+        assert {word.kind for word in draft.emergency_words} == {"lift_trapped"}
+
+
 def test_emergency_offsets_point_into_the_recognizer_text_with_its_spaces():
     text = "喂 你好 我家 水管 爆 了 水 止 不 住"
     words = triage(text, NOW).to_dict()["emergency_words"]
@@ -213,7 +236,8 @@ def test_phone_sentences_are_thirty_short_mixed_cases():
 
 @pytest.mark.parametrize("text, expected", list(_phone_sentences()), ids=lambda value: str(value)[:16])
 def test_phone_sentence(text, expected):
-    draft = triage(text, NOW).to_dict()
+    case = next(case for case in CASES if case.text == text)
+    draft = triage(text, NOW, _settings(case)).to_dict()
     address = draft["address"]
     assert {"urgency": draft["urgency"], "building": address["building"], "unit": address["unit"],
             "room": address["room"]} == expected

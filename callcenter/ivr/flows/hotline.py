@@ -183,7 +183,7 @@ class HotlineCall:
                 heard = d.listen(max_seconds=12, no_input_seconds=6)
                 self.note_utterance("address", heard)
                 if heard.text:
-                    address = triage(heard.text, self.local_now()).address
+                    address = triage(heard.text, self.local_now(), self.services.settings).address
                     self.set_address(address.building, address.unit, address.room, address.area)
                     self.save("语音地址")
             if self.address_said() and self.read_back_address():
@@ -249,7 +249,7 @@ class HotlineCall:
                 f.description = ""  # the partial that raised the emergency: the final says it all
             self.provisional_description = ""
             f.description = (f.description + "；" if f.description else "") + heard.text
-            draft = triage(f.description, self.local_now())
+            draft = triage(f.description, self.local_now(), self.services.settings)
             f.category = draft.category
             if draft.urgency == Urgency.EMERGENCY:
                 f.urgency = Urgency.EMERGENCY
@@ -265,7 +265,7 @@ class HotlineCall:
         """Called on every partial result: an emergency is acted on before the caller finishes."""
         if self.emergency_raised:
             return
-        draft = triage(partial, self.local_now())
+        draft = triage(partial, self.local_now(), self.services.settings)
         if draft.urgency == Urgency.EMERGENCY:
             self.facts.urgency = Urgency.EMERGENCY
             self.facts.category = draft.category
@@ -303,7 +303,7 @@ class HotlineCall:
         d.say(p["hotline.ask_time"], barge_in=True)
         heard = d.listen(max_seconds=10, no_input_seconds=6)
         self.note_utterance("time", heard)
-        appointment = triage(heard.text, self.local_now()).appointment if heard.text else None
+        appointment = triage(heard.text, self.local_now(), self.services.settings).appointment if heard.text else None
         if appointment:
             f.appointment_start, f.appointment_end = appointment.start, appointment.end
             self.save("预约时间")
