@@ -137,11 +137,11 @@ NEGATION_BEFORE = re.compile(rf"({PHRASE_NEGATORS})[^{CLAUSE_END_CHARS}是]{{0,{
 # Said after the hazard, these mean it is over: 已经关了总阀，不漏了. What the caller did
 # about it (关了水阀, 断了电, 关了燃气总阀) is no such word: the burst pipe, the smoke or
 # the gas is still there, and the home may now have no water or power.
-WATER_KINDS = frozenset({"burst_pipe", "flooding", "sewage"})
 HAZARD_KINDS = frozenset(KINDS) - {"caller_urgent"}
 MITIGATIONS = tuple((re.compile(pattern), kinds) for pattern, kinds in (
-    (r"不再?(?:漏|喷|渗|冒水)了|止住了", WATER_KINDS),
-    (r"不再?冒烟了|烟没了|火(?:已经)?灭了|扑灭了|灭掉了", frozenset({"fire", "smoke", "sparks", "burning_smell"})),
+    # No row for water or smoke stopping (不漏了, 止住了, 不冒烟了): after the caller shut the valve
+    # or the power, the burst pipe, the flood and the faulty wiring are still there to repair.
+    (r"火(?:已经)?灭了|扑灭了|灭掉了", frozenset({"fire"})),
     (r"来电了|有电了|电来了", frozenset({"power_outage"})),
     (r"来水了|水来了", frozenset({"water_outage"})),
     (rf"(?:人|已经|都){GAP}{{0,2}}?(?:出来了|救出来了)", frozenset({"lift_trapped"})),
