@@ -134,7 +134,7 @@ NEGATION_GAP_WORDS = r"看到|看见|闻到|听到|发现|感觉|觉得|什么|�
 NEGATION_BEFORE = re.compile(rf"({PHRASE_NEGATORS})[^{CLAUSE_END_CHARS}是]{{0,{PHRASE_NEGATION_REACH}}}$"
                              rf"|({VERB_NEGATORS})(?:{NEGATION_GAP_WORDS}){{0,3}}$")
 
-# Said after the hazard, these mean it is over: 已经关了总阀，不漏了. What the caller did
+# Said after the hazard, these mean it is over: 来电了, 人已经出来了, 已经修好了. What the caller did
 # about it (关了水阀, 断了电, 关了燃气总阀) is no such word: the burst pipe, the smoke or
 # the gas is still there, and the home may now have no water or power.
 HAZARD_KINDS = frozenset(KINDS) - {"caller_urgent"}
