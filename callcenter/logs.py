@@ -77,6 +77,7 @@ def setup_logging(settings: LogSettings | None = None, node: str = "") -> None:
     handler.addFilter(ContextFilter(node))
     root.addHandler(handler)
     root.setLevel(settings.level.upper())
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at every start
     logging.captureWarnings(True)
     threading.excepthook = _log_thread_exception
     sys.excepthook = _log_uncaught
