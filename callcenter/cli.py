@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -82,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the engineer who stands in (omit: nobody does)")
     override.add_argument("--note", default="", help="why, e.g. 调休")
     override.set_defaults(handler=cmd_roster_override)
+
+    backup = commands.add_parser("backup", help="copy the database, recordings and settings file to DIR",
+                                 description="SQLite: a consistent copy while the service runs (SQLite's online backup). "
+                                             "PostgreSQL: recordings and settings only; back the database up with pg_dump.")
+    backup.add_argument("directory", type=Path, metavar="DIR", help="a new or empty directory")
+    backup.set_defaults(handler=cmd_backup)
+    restore = commands.add_parser("restore", help="put a backup made by `callcenter backup` back (stop the service first)")
+    restore.add_argument("directory", type=Path, metavar="DIR")
+    restore.add_argument("--force", action="store_true", help="replace a database that already holds tickets")
+    restore.set_defaults(handler=cmd_restore)
 
     alerts = commands.add_parser("alerts", help="alerts to the managers' group chat (企业微信/钉钉 robot)")
     alerts.add_subparsers(metavar="ACTION").add_parser(
@@ -214,6 +225,36 @@ def cmd_serve(args, settings: Settings) -> int:
         serve(settings, args.host, args.port)
     except PromptError as error:
         raise CommandError(f"拒绝启动 / refusing to start: {error}") from None
+    return 0
+
+
+def cmd_backup(args, settings: Settings) -> int:
+    from callcenter.backup import BackupError, backup, postgres_hint, sqlite_path
+
+    config = args.config or os.environ.get("CALLCENTER_CONFIG")
+    try:
+        summary = backup(settings, args.directory, Path(config) if config else None)
+    except (BackupError, OSError) as error:
+        raise CommandError(f"备份失败 / backup failed: {error}") from None
+    print(f"已备份到 / backed up to {summary.directory}: {summary.describe()}")
+    if sqlite_path(settings) is None:
+        print(postgres_hint(settings, summary.directory))
+    return 0
+
+
+def cmd_restore(args, settings: Settings) -> int:
+    from callcenter.backup import SETTINGS_FILE, BackupError, postgres_hint, restore
+
+    try:
+        summary = restore(settings, args.directory, args.force)
+    except (BackupError, OSError) as error:
+        raise CommandError(f"恢复失败 / restore failed: {error}") from None
+    print(f"已从 {summary.directory} 恢复 / restored: {summary.describe()}")
+    if summary.database == "postgresql":
+        print(postgres_hint(settings, summary.directory))
+    if summary.settings_file:
+        print(f"配置文件未覆盖，请自行比对 / the settings file was not replaced; compare yours with "
+              f"{summary.directory / SETTINGS_FILE}")
     return 0
 
 
