@@ -80,8 +80,13 @@ def test_a_newer_python_installs_the_project_and_answers_a_call(version, tmp_pat
                                text=True, check=True).stdout
         assert "site-packages" in where
 
-    # This checkout's code on that environment's dependencies (the installed copy may be older).
-    site = ServeProcess(tmp_path, python=interpreter, environ={"PYTHONPATH": str(ROOT)})
+    # This checkout, installed as pip installs it (the package, its prompts, its migrations), run from
+    # elsewhere with none of the checkout on the path: what an administrator's server runs.
+    install = subprocess.run([interpreter, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(ROOT)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    environ = {"PYTHONPATH": ""}
+    site = ServeProcess(tmp_path, command=[str(venv / "bin" / "callcenter")], environ=environ)
     site.add_resident()
     site.start()
     try:

@@ -21,9 +21,11 @@ RESIDENT = dict(phone="13800138000", name="王阿姨", building="3", unit="2", r
 
 
 class ServeProcess:
-    def __init__(self, tmp_path: Path, python: str = sys.executable, environ: dict[str, str] | None = None,
+    def __init__(self, tmp_path: Path, command: list[str] | None = None, environ: dict[str, str] | None = None,
                  extra_config: str = ""):
-        self.python, self.tmp_path = python, tmp_path
+        # ``callcenter`` as a command: this Python's module by default, or an installed console script.
+        self.command = command or [sys.executable, "-m", "callcenter.cli"]
+        self.tmp_path = tmp_path
         self.data_dir = tmp_path / "site-data"
         self.web_port, self.sip_port, rtp = free_port(), free_udp_ports(), free_udp_ports(20)
         self.config = tmp_path / "site.toml"
@@ -54,7 +56,7 @@ rtp_ports = [{rtp}, {rtp + 19}]
 
     def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
         """Another ``callcenter`` command on the same site."""
-        done = subprocess.run([self.python, "-m", "callcenter.cli", "--config", str(self.config), *args],
+        done = subprocess.run([*self.command, "--config", str(self.config), *args], cwd=self.tmp_path,
                               env=self.environ, input=stdin, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"callcenter {' '.join(args)}: {done.stdout}\n{done.stderr}"
         return done
@@ -65,8 +67,8 @@ rtp_ports = [{rtp}, {rtp + 19}]
         self.cli("residents", "import", str(csv))
 
     def start(self, ready: str = r"line hotline \(trunk\) listening", timeout: float = 90.0) -> ServeProcess:
-        self.process = subprocess.Popen([self.python, "-m", "callcenter.cli", "--config", str(self.config), "serve"],
-                                        env=self.environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen([*self.command, "--config", str(self.config), "serve"],
+                                        cwd=self.tmp_path, env=self.environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, start_new_session=True)
         self.output = _Output(self.process)
         if not self.output.wait_for(ready, timeout):
