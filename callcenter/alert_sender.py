@@ -22,8 +22,8 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Callable
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 import aiohttp
@@ -74,7 +74,7 @@ async def post(client: aiohttp.ClientSession, settings: AlertSettings, text: str
         async with client.post(url, json=robot_message(text),
                                timeout=aiohttp.ClientTimeout(total=alerts.SEND_TIMEOUT_SECONDS)) as response:
             body = await response.text()
-    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+    except (aiohttp.ClientError, TimeoutError) as error:
         reason = str(error).replace(url, shown_url(url)).replace(settings.webhook_url, shown_url(url))
         raise SendError(f"{type(error).__name__}: {reason}") from None
     if not 200 <= response.status < 300:

@@ -18,13 +18,16 @@ each log record (and into each JSON line); this module only keeps them, so ``cor
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Iterator, TypeVar
+from types import MappingProxyType
+from typing import TypeVar
 
 FIELDS = ("call_id", "line", "ticket")
 
-_current: ContextVar[dict[str, str]] = ContextVar("callcenter_log_context", default={})
+# Never changed in place: each bound/note sets a new mapping, so a context never sees another's fields.
+_current: ContextVar[Mapping[str, str]] = ContextVar("callcenter_log_context", default=MappingProxyType({}))
 Work = TypeVar("Work", bound=Callable)
 
 

@@ -14,11 +14,11 @@ goes nowhere (ALSA's null device); and free ports instead of 5060/5070. All on 1
 from __future__ import annotations
 
 import re
-from array import array
 import shutil
 import subprocess
 import time
 import wave
+from array import array
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ from core.store import CallRecord, Ticket
 from tests.support.e2e import time_limit  # noqa: F401 (fixture)
 from tests.support.hotline_caller import read_recording
 from tests.support.serve import ServeProcess
-from tests.support.sip import LOOPBACK, REQUIRE_SIP, _Output, free_udp_ports, speech_wav
+from tests.support.sip import REQUIRE_SIP, _Output, free_udp_ports, speech_wav
 
 TEST_TIME_LIMIT = 150
 ROOT = Path(__file__).resolve().parent.parent
