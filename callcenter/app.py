@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Callable
 from aiohttp import web
 from sqlalchemy import select
 
+from callcenter.alert_sender import AlertSender
 from callcenter.asr.model import ModelError, broken_status, load_model, model_status
 from callcenter.asr.stream import Recognizer
 from callcenter.ivr.bridge import Meetings
@@ -36,10 +38,6 @@ from core.triage import Triage
 log = logging.getLogger("callcenter")
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def ensure_first_admin(settings: Settings, sessions) -> None:
     """On a first start with no accounts, make ``admin`` with a random password kept in a
     file only the service user can read, so nobody ships or guesses a default password."""
@@ -59,7 +57,9 @@ def load_speech(settings: Settings):
     """The shared speech model, or None; either way one plain log line says which and why."""
     status = model_status(settings.asr.model_path or None, settings.data_dir)
     if not status.ready:
-        log.warning("%s", status.message)
+        # Without a hotline line nothing listens to callers: an optional part not installed, no warning.
+        answers_calls = any(line.get("flow", "hotline") == "hotline" for line in settings.lines)
+        log.log(logging.WARNING if answers_calls else logging.INFO, "%s", status.message)
         return status, None
     try:
         model = load_model(status.path)
@@ -134,11 +134,25 @@ def build_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(run_jobs)
 
+    if settings.alerts.webhook_url:
+        app.cleanup_ctx.append(partial(run_alert_sender, AlertSender(settings, sessions)))
+    else:  # optional: said once
+        log.info("no alerts.webhook_url configured: no alerts to a group chat")
+
     async def dispose_engine(_app):
         engine.dispose()
 
     app.on_cleanup.append(dispose_engine)
     return app
+
+
+async def run_alert_sender(sender: AlertSender, _app):
+    """Every node sends its share of the outbox (core.alerts) while it runs."""
+    task = asyncio.create_task(sender.run(), name="alert sender")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:

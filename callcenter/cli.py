@@ -6,10 +6,12 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from callcenter.logs import setup_logging
 from core.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("callcenter")
@@ -27,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = load_settings(args.config)
+        setup_logging(settings.log, settings.node_name)
         return args.handler(args, settings) or 0
     except (SettingsError, CommandError) as error:
         print(f"错误 / error: {error}", file=sys.stderr)
@@ -80,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the engineer who stands in (omit: nobody does)")
     override.add_argument("--note", default="", help="why, e.g. 调休")
     override.set_defaults(handler=cmd_roster_override)
+
+    backup = commands.add_parser("backup", help="copy the database, recordings and settings file to DIR",
+                                 description="SQLite: a consistent copy while the service runs (SQLite's online backup). "
+                                             "PostgreSQL: recordings and settings only; back the database up with pg_dump.")
+    backup.add_argument("directory", type=Path, metavar="DIR", help="a new or empty directory")
+    backup.set_defaults(handler=cmd_backup)
+    restore = commands.add_parser("restore", help="put a backup made by `callcenter backup` back (stop the service first)")
+    restore.add_argument("directory", type=Path, metavar="DIR")
+    restore.add_argument("--force", action="store_true", help="replace a database that already holds tickets")
+    restore.set_defaults(handler=cmd_restore)
+
+    alerts = commands.add_parser("alerts", help="alerts to the managers' group chat (企业微信/钉钉 robot)")
+    alerts.add_subparsers(metavar="ACTION").add_parser(
+        "test", help="send a test message to alerts.webhook_url now").set_defaults(handler=cmd_alerts_test)
 
     setup = commands.add_parser("setup", help="install optional parts").add_subparsers(metavar="PART")
     asr = setup.add_parser("asr", help="install the Chinese speech model (download, or --from a copied archive)")
@@ -201,14 +218,64 @@ def _sessions(settings: Settings):
 
 
 def cmd_serve(args, settings: Settings) -> int:
-    from callcenter.app import serve, setup_logging
+    from callcenter.app import serve
     from callcenter.ivr.prompts import PromptError
 
-    setup_logging()
     try:
         serve(settings, args.host, args.port)
     except PromptError as error:
         raise CommandError(f"拒绝启动 / refusing to start: {error}") from None
+    return 0
+
+
+def cmd_backup(args, settings: Settings) -> int:
+    from callcenter.backup import BackupError, backup, postgres_hint, sqlite_path
+
+    config = args.config or os.environ.get("CALLCENTER_CONFIG")
+    try:
+        summary = backup(settings, args.directory, Path(config) if config else None)
+    except (BackupError, OSError) as error:
+        raise CommandError(f"备份失败 / backup failed: {error}") from None
+    print(f"已备份到 / backed up to {summary.directory}: {summary.describe()}")
+    if sqlite_path(settings) is None:
+        print(postgres_hint(settings, summary.directory))
+    return 0
+
+
+def cmd_restore(args, settings: Settings) -> int:
+    from callcenter.backup import SETTINGS_FILE, BackupError, postgres_hint, restore
+
+    try:
+        summary = restore(settings, args.directory, args.force)
+    except (BackupError, OSError) as error:
+        raise CommandError(f"恢复失败 / restore failed: {error}") from None
+    print(f"已从 {summary.directory} 恢复 / restored: {summary.describe()}")
+    if summary.database == "postgresql":
+        print(postgres_hint(settings, summary.directory))
+    if summary.settings_file:
+        print(f"配置文件未覆盖，请自行比对 / the settings file was not replaced; compare yours with "
+              f"{summary.directory / SETTINGS_FILE}")
+    return 0
+
+
+def cmd_alerts_test(args, settings: Settings) -> int:
+    import asyncio
+
+    from callcenter.alert_sender import SendError, send_now, shown_url
+    from core import alerts
+
+    if not settings.alerts.webhook_url:
+        raise CommandError("未配置 alerts.webhook_url（或环境变量 CALLCENTER_ALERTS_WEBHOOK_URL）/ "
+                           "no alerts.webhook_url configured")
+    now = datetime.now(settings.tz)
+    text = alerts.message(alerts.TEST, settings, f"节点 {settings.node_name} 于 {now:%Y-%m-%d %H:%M:%S} 发送。"
+                                                 "收到这条消息，说明告警设置正确。")
+    where = shown_url(settings.alerts.webhook_url)
+    try:
+        asyncio.run(send_now(settings.alerts, text))
+    except SendError as error:
+        raise CommandError(f"测试消息发送失败 / the test message was not taken by {where}: {error}") from None
+    print(f"测试消息已发送 / test message sent to {where}")
     return 0
 
 

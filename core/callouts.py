@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import desk, dispatch
+from core import alerts, desk, dispatch
 from core.desk import CALLOUT, Actor, NotFound
 from core.dispatch import Action, Attempt, Decision, Outcome, Step
 from core.roster import ChainLink, on_duty
@@ -114,6 +114,7 @@ def next_call(session: Session, callout_id: int, now: datetime, settings: Settin
         told = "、".join(decision.alert_contacts) or "（未配置 callout.alert_contacts）"
         desk.record_event(ticket, CALLOUT, now, "callout", note=f"紧急呼叫无人接单，需通知主管：{told}",
                           data={"callout_id": callout.id, "alert_contacts": list(decision.alert_contacts)})
+        alerts.callout_exhausted(session, callout, ticket, now, settings)  # the managers' group chat
         log.warning("callout %d ticket %s exhausted: nobody accepted; alerting %s", callout.id, ticket.number, told)
     return NextCall(decision)
 

@@ -37,7 +37,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import desk
+from core import alerts, desk
 from core.calling_hours import CallingHours
 from core.desk import FOLLOWUP, Actor, NotFound, ValidationError, normalise_phone
 from core.settings import Settings
@@ -388,6 +388,7 @@ def _rework_and_alert(session: Session, followup: FollowUp, now: datetime, setti
             outcome = f"未能自动返修（{error}），请主管安排维修人员"
     _note(ticket, now, f"{reason}：{_answers_text(followup)}。{outcome}；请主管今日跟进", followup, kind="alert",
           complaint=True, resolved=followup.resolved, rating=followup.rating)
+    alerts.followup_unhappy(session, followup, outcome, now, settings)  # and to the managers' group chat
     log.warning("followup %d ticket %s: resident unhappy (%s); %s", followup.id, ticket.number, reason, outcome)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import date, time
@@ -187,13 +188,53 @@ class SchedulerSettings:
     owner: bool = True
 
 
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """What goes to standard error: readable lines, or one JSON object a line for a log collector."""
+
+    format: str = "text"
+    level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.format not in LOG_FORMATS:
+            raise SettingsError(f"log.format 应为 {' 或 '.join(LOG_FORMATS)} / must be one of {LOG_FORMATS}: "
+                                f"{self.format!r}")
+        if self.level.upper() not in LOG_LEVELS:
+            raise SettingsError(f"log.level 应为 / must be one of {LOG_LEVELS}: {self.level!r}")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Alerts to the managers' group chat: a 企业微信 or 钉钉 group robot's webhook."""
+
+    webhook_url: str = ""  # empty: no group-chat alerts (the URL holds the robot's key: keep it in the environment)
+    webhook_secret: str = ""  # 钉钉 robots with 加签: the SEC... secret; requests are then signed
+    line_down_minutes: int = 2  # a line down this long is alerted
+    no_owner_minutes: int = 5  # the scheduled jobs without an owner this long are alerted
+    max_attempts: int = 10  # sends of one alert before giving up (each failure logged)
+    retry_seconds: float = 5.0  # the first retry's wait; it doubles each time, at most 5 minutes
+
+    def __post_init__(self) -> None:
+        if self.webhook_url and not re.match(r"https?://[^/\s]+", self.webhook_url):
+            raise SettingsError("alerts.webhook_url 应为 http(s):// 地址 / must be an http(s) URL")
+        for name in ("line_down_minutes", "no_owner_minutes", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"alerts.{name} 至少为 1 / must be at least 1")
+        if self.retry_seconds <= 0:
+            raise SettingsError("alerts.retry_seconds 应为正数 / must be positive")
+
+
 @dataclass(frozen=True)
 class TriageSettings:
     """How a caller's words are read (core/triage)."""
 
     # A TOML file of extra words in the shape of core/triage/words.toml, added to the packaged lists.
     words_file: str = ""
-    # A lift that is stopped or stuck with nobody inside is 紧急 (PROCESS.md lists 电梯故障 among
+    # A lift that is stopped or stuck with nobody inside is 紧急 (docs/process.md lists 电梯故障 among
     # the emergencies); false makes it a normal repair. People trapped (困人) are always an emergency.
     lift_fault_is_emergency: bool = True
 
@@ -205,6 +246,8 @@ class TriageSettings:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
+    # This process's name in logs, alerts and the scheduler's lease (several nodes may share one database).
+    node_name: str = field(default_factory=socket.gethostname)
     timezone: str = "Asia/Shanghai"
     property_name: str = "物业服务中心"
     web: WebSettings = field(default_factory=WebSettings)
@@ -217,6 +260,8 @@ class Settings:
     recordings: RecordingsSettings = field(default_factory=RecordingsSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     triage: TriageSettings = field(default_factory=TriageSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     # [[lines]] tables, read by callcenter.ivr; each key overridable by CALLCENTER_LINES_<NAME>_<KEY>
     # (that is where a line's password belongs).
     lines: tuple[dict[str, Any], ...] = ()

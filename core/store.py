@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -381,6 +382,31 @@ class DailyList(Base):
     made_at: Mapped[datetime]
     ticket_ids: Mapped[list[Any]]
     numbers: Mapped[list[Any]]  # the ticket numbers, as they were read out
+
+
+class OutboxAlert(Base):
+    """A group-chat alert to send (core.alerts): written in the transaction of the event it tells
+    of, sent by whichever node claims it first, so it goes out once and survives a crash."""
+
+    __tablename__ = "alert_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))  # see core.alerts.KINDS
+    # One alert per event, however many nodes notice it (a scheduler without owner, say).
+    key: Mapped[str] = mapped_column(String(160), unique=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(8))  # pending | sent | failed (gave up)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    # When a node may (next) claim it; a claim moves it past the send's time-out, so an alert whose
+    # sender died is due again by itself.
+    next_attempt_at: Mapped[datetime]
+    claimed_by: Mapped[str] = mapped_column(String(64), default="")
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_alert_outbox_due", "state", "next_attempt_at"),)
 
 
 # APScheduler 3's persistent job store (core.jobs) with APScheduler's own columns: declared here so

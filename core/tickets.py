@@ -74,6 +74,17 @@ CATEGORY_NAMES = {
 }
 
 
+def address_text(ticket) -> str:
+    """「3号楼2单元1101」, or 「5号楼 电梯」 for a public area (pages, printouts and alerts say it so)."""
+    home = "".join(part for part in (
+        f"{ticket.building}号楼" if ticket.building and ticket.building.isdigit() else
+        (f"{ticket.building}栋" if ticket.building else ""),
+        f"{ticket.unit}单元" if ticket.unit else "",
+        ticket.room,
+    ))
+    return " ".join(part for part in (home, ticket.area) if part)
+
+
 class Channel(enum.StrEnum):
     PHONE = "phone"
     DESK = "desk"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-install_debian_packages postgresql chromium chromium-driver fonts-wqy-microhei espeak-ng sox kamailio sip-tester
+install_debian_packages postgresql chromium chromium-driver fonts-wqy-microhei espeak-ng sox kamailio sip-tester baresip systemd
 ensure_venv
 install_project ".[test]"
 export CALLCENTER_REQUIRE_POSTGRES=1 CALLCENTER_REQUIRE_BROWSER=1 CALLCENTER_REQUIRE_SIP=1

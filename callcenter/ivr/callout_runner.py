@@ -39,7 +39,7 @@ from callcenter.ivr.flows.callout import CalledOff, EngineerCall, Job, load_job
 from callcenter.ivr.flows.hotline import EmergencyReply
 from callcenter.ivr.lines import Call, DialError, Line, SipError
 from callcenter.ivr.prompts import Prompts
-from core import callouts, desk
+from core import callouts, desk, log_context
 from core.callouts import ACCEPTED, RINGING, CallOutError
 from core.calls import CallLog
 from core.desk import CALLOUT, HOTLINE, NotFound
@@ -90,8 +90,8 @@ class CalloutRunner:
             log.warning("callout.line %r is not a line of this process: its call-outs are rung by the process "
                         "that has that line", name)
             return
-        if not name:
-            log.error("no callout.line configured: an emergency call-out fails at once and alerts the managers")
+        if not name:  # an optional feature left unconfigured: said once, not an error
+            log.info("no callout.line configured: an emergency call-out fails at once and alerts the managers")
         self._active = True
         self._supervisor = threading.Thread(target=self._supervise, name="callout supervisor", daemon=True)
         self._supervisor.start()
@@ -169,10 +169,12 @@ class CalloutRunner:
         for callout_id in sorted(ringing):
             self.run_soon(callout_id)
 
+    @log_context.scoped
     def _ring_chain(self, ringer: Ringer) -> None:
         try:
             with self.sessions() as session:
                 ticket_id = session.get(CallOut, ringer.callout_id).ticket_id
+                log_context.note(ticket=desk.get_ticket(session, ticket_id).number, line=self.settings.callout.line)
             while not self._stopping.is_set():
                 with self.sessions() as session, session.begin():
                     next_call = callouts.next_call(session, ringer.callout_id, self.clock(), self.settings)
@@ -197,10 +199,12 @@ class CalloutRunner:
         with self._nudge:
             self._nudge.wait(max(0.05, seconds))
 
+    @log_context.scoped
     def _ring(self, ringer: Ringer, ticket_id: int, step: Step, attempt_id: int) -> None:
         started, dialled = self.clock(), time.monotonic()
         try:
             call = self._dial(step.contact, step.ring_seconds, ringer.called_off)
+            log_context.note(call_id=call.call_id)
         except SipError as error:
             # a DialError says busy / no answer / failed; other SIP errors (no line to dial on) failed
             dialled_out = isinstance(error, DialError) and not ringer.called_off.is_set()

@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from callcenter.ivr.flows.survey import RepairFacts, SurveyServices, run_survey
 from callcenter.ivr.lines import DialError, Line
-from core import followup
+from core import followup, log_context
 from core.followup import SurveyAnswers
 from core.store import Ticket
 
@@ -39,6 +39,7 @@ class SurveyCallResult:
     no_contact: str = ""  # then why: busy, no_answer or failed
 
 
+@log_context.scoped
 def call_followup(followup_id: int, services: FollowupServices) -> None:
     settings, clock = services.survey.settings, services.survey.clock
     with services.sessions() as session, session.begin():  # committed before dialling: the call is ours
@@ -47,6 +48,7 @@ def call_followup(followup_id: int, services: FollowupServices) -> None:
             log.info("follow-up %s: not ours to call (taken, done or no longer needed)", followup_id)
             return
         phone, ticket_id, repair = claimed.phone, claimed.ticket_id, repair_facts(claimed.ticket)
+        log_context.note(ticket=claimed.ticket.number)
     line = services.line(settings.followup.line)
     if line is None:
         log.error("follow-up %s: no line named %r to dial from (followup.line)", followup_id, settings.followup.line)
@@ -80,6 +82,7 @@ def survey_call(line: Line, phone: str, ticket_id: int, repair: RepairFacts, ser
         log.info("follow-up call to %s: %s (%s)", phone, outcome, error)
         record_id = services.calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=services.clock())
         return SurveyCallResult(record_id, None, outcome)
+    log_context.note(call_id=call.call_id, line=line.name)
     record_id = services.calls.open(sip_call_id=call.call_id, **record)
     services.calls.update(record_id, answered_at=services.clock())
     return SurveyCallResult(record_id, run_survey(call, services, repair, record_id))

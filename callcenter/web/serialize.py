@@ -20,23 +20,13 @@ from core.tickets import (
     URGENCY_NAMES,
     Role,
     Status,
+    address_text,
     allowed_moves,
 )
 
 
 def local_iso(value: datetime | None, tz: ZoneInfo) -> str | None:
     return value.astimezone(tz).isoformat(timespec="seconds") if value else None
-
-
-def address_text(ticket) -> str:
-    """「3号楼2单元1101」, or 「5号楼 电梯」 for a public area."""
-    home = "".join(part for part in (
-        f"{ticket.building}号楼" if ticket.building and ticket.building.isdigit() else
-        (f"{ticket.building}栋" if ticket.building else ""),
-        f"{ticket.unit}单元" if ticket.unit else "",
-        ticket.room,
-    ))
-    return " ".join(part for part in (home, ticket.area) if part)
 
 
 TICKET_FIELDS = (

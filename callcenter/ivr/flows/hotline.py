@@ -21,6 +21,7 @@ from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
 from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.sipfix import CallEnded, SipError
+from core import log_context
 from core.callouts import latest_callout
 from core.calls import CallLog
 from core.desk import resident_by_phone
@@ -131,6 +132,7 @@ class HotlineCall:
 
     def save(self, step: str) -> None:
         self.ticket_id, self.number = self.services.drafts.save(self.ticket_id, self.facts, self.services.clock(), step)
+        log_context.note(ticket=self.number)
         if self.record is not None:
             self.services.calls.update(self.record.record_id, ticket_id=self.ticket_id)
 
@@ -402,6 +404,8 @@ def desk_staffed(hours: list[str] | tuple[str, ...], now: datetime) -> bool:
     return False
 
 
+@log_context.scoped
 def answer_hotline(call, services: HotlineServices) -> None:
     """The ``on_call`` of the hotline line."""
+    log_context.note(call_id=call.call_id, line=call.line.name)  # on every line this call's thread logs
     HotlineCall(call, services).run()
