@@ -36,10 +36,21 @@ PER_ACCOUNT = Limit(free=5, cap_seconds=60)
 PER_ADDRESS = Limit(free=20, cap_seconds=15 * 60)
 
 
-def wait_seconds(session: Session, username: str, address: str, now: datetime) -> float:
-    """0 when this login may be tried now, else how many seconds until it may."""
+def wait_seconds(session: Session, username: str, address: str, now: datetime, checking_account: int = 0,
+                 checking_address: int = 0) -> float:
+    """0 when this login may be tried now, else how many seconds until it may. ``checking_*``: logins
+    of this account (from this address) whose password is being checked right now; they count as
+    failures just made, so a burst of simultaneous guesses is throttled as one after another would be."""
     since = now - WINDOW
-    waits = [PER_ACCOUNT.wait(*audit.failures_since(session, username=username, since=since), now)]
+    waits = [_wait(PER_ACCOUNT, audit.failures_since(session, username=username, since=since), checking_account, now)]
     if address:
-        waits.append(PER_ADDRESS.wait(*audit.failures_since(session, address=address, since=since), now))
+        waits.append(_wait(PER_ADDRESS, audit.failures_since(session, address=address, since=since), checking_address,
+                           now))
     return max(waits)
+
+
+def _wait(limit: Limit, failures: tuple[int, datetime | None], checking: int, now: datetime) -> float:
+    count, last = failures
+    if checking:
+        count, last = count + checking, now
+    return limit.wait(count, last, now)

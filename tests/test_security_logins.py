@@ -143,3 +143,9 @@ async def test_an_admin_changing_their_own_password_keeps_this_session_only(api)
     assert (await root.get("/api/me")).status == 200
     assert (await elsewhere.get("/api/me")).status == 401
     assert (await root.patch(f"/api/users/{me['id']}", json={"active": False})).status == 422  # not themselves
+
+
+async def test_twenty_guesses_at_once_are_throttled_as_if_one_after_another(api):
+    guesses = [log_in(api.anonymous, "desk", f"guess-{n:04d}", address=f"10.3.{n}.1") for n in range(20)]
+    statuses = sorted(response.status for response in await asyncio.gather(*guesses))
+    assert statuses == [401] * 5 + [429] * 15

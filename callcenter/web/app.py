@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from datetime import datetime
 from typing import Callable
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings, sessions: sessionmaker,
     app[SETTINGS] = settings
     app[security.ALLOWED_HOSTS] = settings.web.allowed_hosts()
     app[PASSWORDS] = PasswordWorker()
+    app[auth.CHECKING] = collections.Counter()
     app[SESSIONS] = sessions
     app[CLOCK] = clock
     app[HEALTH] = {}

@@ -7,6 +7,7 @@ its own executor (``passwords``), then the session and the audit log entry.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 from urllib.parse import quote
@@ -35,6 +36,9 @@ from core.tickets import STATUS_NAMES, TransitionError
 
 log = logging.getLogger(__name__)
 COOKIE = "callcenter_session"
+# Logins whose password is being checked right now, by ("account", name) and ("address", address):
+# the throttle counts them as failures already, so twenty guesses at once are not twenty tries.
+CHECKING = web.AppKey("logins_checking", collections.Counter)
 routes = web.RouteTableDef()
 
 
@@ -133,8 +137,35 @@ async def login(request: web.Request) -> web.Response:
     settings, at, address = request.app[SETTINGS], now(request), client_address(request)
     username = username.strip()[:64]
 
+    # Claimed before anything is awaited, so that simultaneous guesses see each other.
+    checking, keys = request.app[CHECKING], (("account", username), ("address", address))
+    under_way = [checking[key] for key in keys]
+    checking.update(keys)
+    try:
+        outcome = await _check_login(request, username, password, address, at, under_way)
+    finally:
+        for key in keys:
+            checking[key] -= 1
+            if checking[key] <= 0:
+                del checking[key]  # only logins under way are kept: outsiders cannot grow it
+    if isinstance(outcome, web.Response):
+        return outcome  # refused: 401, or 429 not tried now
+    token, user = outcome
+    log.info("login %s (%s) from %s", user["username"], user["role"], address)
+    response = json_response(user)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
+                        secure=settings.web.cookie_secure, max_age=settings.web.session_hours * 3600)
+    return response
+
+
+async def _check_login(request: web.Request, username: str, password: str, address: str, at,
+                       under_way: list[int]) -> tuple[str, dict] | web.Response:
+    """(session token, user) for the right password, else the answer to give (401, or 429 when it
+    may not be tried now). ``under_way``: the account's and the address's other logins being checked."""
+    settings = request.app[SETTINGS]
+
     def look(session):
-        wait = login_throttle.wait_seconds(session, username, address, at)
+        wait = login_throttle.wait_seconds(session, username, address, at, *under_way)
         if wait > 0:
             return wait, None
         user = accounts.login_candidate(session, username)
@@ -167,11 +198,7 @@ async def login(request: web.Request) -> web.Response:
     if token is None:
         log.info("login refused for %r from %s", username, address)
         return json_response({"error": "用户名或密码错误"}, 401)
-    log.info("login %s (%s) from %s", user["username"], user["role"], address)
-    response = json_response(user)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
-                        secure=settings.web.cookie_secure, max_age=settings.web.session_hours * 3600)
-    return response
+    return token, user
 
 
 @routes.post("/api/logout")
