@@ -133,6 +133,7 @@ async def test_a_players_seeking_is_not_a_playback_of_its_own(api, people, recor
     assert start.status == 206
     seek = await desk.get(f"/api/calls/{call_id}/recording", headers={"Range": "bytes=100-"})
     assert seek.status == 206 and await seek.read() == WAV[100:]
+    assert (await desk.head(f"/api/calls/{call_id}/recording")).status == 200  # asks, plays nothing
     with sessions() as session:
         assert session.scalar(select(AuditEntry.target).where(AuditEntry.action == "recording")) == f"call:{call_id}"
         assert len(session.scalars(select(AuditEntry).where(AuditEntry.action == "recording")).all()) == 1

@@ -42,7 +42,7 @@ async def recording(request: web.Request) -> web.FileResponse:
     to them. Every playback and download is written to the audit log first (a player's later range
     requests, to seek, are not playbacks of their own)."""
     call_id, user, at = int(request.match_info["call_id"]), current_user(request), now(request)
-    starts = _starts_at_the_beginning(request.headers.get("Range", ""))
+    starts = request.method == "GET" and _starts_at_the_beginning(request.headers.get("Range", ""))
 
     def work(session):
         record = session.get(CallRecord, call_id)
@@ -52,7 +52,7 @@ async def recording(request: web.Request) -> web.FileResponse:
         if record.recording_path and starts:
             audit.record(session, audit.RECORDING, at, username=user.username, address=client_address(request),
                          target=f"call:{call_id}", detail={"ticket_id": record.ticket_id,
-                                                           "range": request.headers.get("Range")})
+                                                           "range": request.headers.get("Range", "")[:32] or None})
         return record.recording_path
 
     stored = await run_db(request, work)
