@@ -24,10 +24,17 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.fixture(autouse=True)
+def login_shell_umask():
+    """As a login shell leaves it (022); what this process had is put back after."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
 @pytest.fixture
 def old_install(tmp_path):
     """A data directory as an older version left it: everything readable by every local user."""
-    os.umask(0o022)
     data = tmp_path / "data"
     env = os.environ | {"CALLCENTER_DATA_DIR": str(data)}
     subprocess.run(CLI + ["db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
@@ -68,7 +75,6 @@ def test_serve_makes_an_old_data_directory_private_and_says_so(old_install):
 
 
 def test_what_a_command_creates_is_private_from_the_start(tmp_path):
-    os.umask(0o022)  # as a login shell would leave it
     data = tmp_path / "fresh"
     env = os.environ | {"CALLCENTER_DATA_DIR": str(data)}
     result = subprocess.run(CLI + ["user", "add", "qian", "--role", "frontdesk"], input="long-enough-1\n", env=env,
