@@ -105,7 +105,7 @@ def emergency_rings(directory: Path, proxy: Kamailio, sipp: Sipp, calls: int) ->
     service.start()
     script = CallerScript()
     script.keys(1.0, "1")
-    script.keys(3.0, "1")
+    script.keys(2.2, "1101#")  # the room number confirms the caller ID
     script.speak(SPEAK_AT, burst)
     pcap = script.write_pcap(directory / "caller.pcap", SPEAK_AT + seconds + 2)
     figures = []

@@ -164,7 +164,7 @@ def main() -> None:
 
     caller = CallerScript()
     caller.keys(1.0, "1")
-    caller.keys(3.0, "1")
+    caller.keys(2.2, "1101#")  # the room number confirms the caller ID
     speech_end = caller.speak(SPEAK_AT, speech, "problem")
     caller.keys(18.5, "#")  # over the time question
     caller.keys(22.0, "1")  # over the summary

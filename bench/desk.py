@@ -70,8 +70,9 @@ def seed(sessions, settings, count: int) -> float:
 
 async def measure(base: str, repeat: int) -> list[tuple[str, list[float]]]:
     results = []
-    # unsafe=True: accept cookies from an IP address host (127.0.0.1)
-    async with aiohttp.ClientSession(base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+    # unsafe=True: accept cookies from an IP address host (127.0.0.1); Origin: as the console's pages send it
+    async with aiohttp.ClientSession(base, cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                     headers={"Origin": base.rstrip("/")}) as client:
         await client.post("/api/login", json={"username": "bench", "password": "bench-password"})
         today = datetime.now().date()
         created = await (await client.post("/api/tickets", json={

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from callcenter.logs import setup_logging
+from core.disk import private_umask
 from core.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("callcenter")
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    private_umask()  # every file any command creates (database, recordings, model) is ours alone
     try:
         settings = load_settings(args.config)
         setup_logging(settings.log, settings.node_name)
@@ -63,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         group = commands.add_parser(noun, help=f"the {noun} directory").add_subparsers(metavar="ACTION")
         load = group.add_parser("import", help=f"add or update {noun} from a UTF-8 CSV with header {header}")
         load.add_argument("file", type=Path)
+        if noun == "residents":
+            load.add_argument("--replace", action="store_true",
+                              help="the file is the whole directory: drop the numbers missing from it")
         load.set_defaults(handler=cmd_import, noun=noun)
     roster = commands.add_parser("roster", help="the duty roster (值班表)").add_subparsers(metavar="ACTION")
     load = roster.add_parser(
@@ -218,11 +223,20 @@ def _sessions(settings: Settings):
 
 
 def cmd_serve(args, settings: Settings) -> int:
+    from dataclasses import replace
+
     from callcenter.app import serve
     from callcenter.ivr.prompts import PromptError
+    from core.disk import make_private
 
+    web = replace(settings.web, host=args.host or settings.web.host, port=args.port or settings.web.port)
+    settings = replace(settings, web=web)  # --host also names a host the console answers to (web.hosts)
+    make_private(settings)  # files an older version left readable by others (it says how many)
+    if not settings.web.hosts and web.host in ("0.0.0.0", "::"):
+        log.warning("web.host %s listens everywhere but web.hosts is empty: only the loopback names are "
+                    "served; set web.hosts to the names staff type in the browser", web.host)
     try:
-        serve(settings, args.host, args.port)
+        serve(settings)
     except PromptError as error:
         raise CommandError(f"拒绝启动 / refusing to start: {error}") from None
     return 0
@@ -315,13 +329,16 @@ def cmd_import(args, settings: Settings) -> int:
         "residents": (directory.RESIDENT_COLUMNS, directory.import_residents),
         "engineers": (directory.ENGINEER_COLUMNS, directory.import_engineers),
     }[args.noun]
+    options = {"replace": True} if getattr(args, "replace", False) else {}
     try:
         rows = directory.read_csv(args.file, columns)
         with _sessions(settings)() as session, session.begin():
-            result = load(session, rows)
+            result = load(session, rows, **options)
     except directory.DirectoryError as error:
         raise CommandError(f"{error}（未导入任何记录 / nothing imported）") from None
     print(f"新增 {result.added}，更新 {result.updated} / added {result.added}, updated {result.updated}")
+    if options:
+        print(f"删除文件中没有的号码 {result.removed} 个 / removed {result.removed} numbers not in the file")
     return 0
 
 

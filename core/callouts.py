@@ -13,6 +13,13 @@ is moved by the call-out actor along its ordinary rules, each move an event: a p
 received (受理) without waiting for the desk's review, because at night nobody may review it
 for hours and the engineer has just heard the caller's own words; then 派单 to the engineer,
 then 接单 at that moment. Every ring is an event on the ticket as well.
+
+Several people and processes act on one call-out at once (the engineer pressing 1, the desk
+pressing 停止, the desk cancelling the ticket, another process's runner), so every change of
+state is conditional on the state it was read in (``UPDATE … WHERE state = 'ringing'``, a ring's
+outcome ``WHERE outcome IS NULL``, the ticket through ``core.claims``): exactly one of two
+concurrent acts wins; the desk's loser gets a 409 saying what happened, the engineer's loser is
+recorded as an acceptance that came too late.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import alerts, desk, dispatch
+from core.claims import Conflict, claim
 from core.desk import CALLOUT, Actor, NotFound
 from core.dispatch import Action, Attempt, Decision, Outcome, Step
 from core.roster import ChainLink, on_duty
@@ -87,14 +96,20 @@ def next_call(session: Session, callout_id: int, now: datetime, settings: Settin
     callout = _get(session, callout_id)
     ticket = desk.get_ticket(session, callout.ticket_id)
     if callout.state == RINGING and Status(ticket.status) not in WAITING_FOR_ENGINEER:
-        _stop_for_ticket(ticket, callout, now)
+        _stop_for_ticket(session, ticket, callout, now)
     if callout.state != RINGING:
         return NextCall(Decision(Action(callout.state)))  # accepted, exhausted or stopped
     chain = [ChainLink(**link) for link in callout.chain]
     steps = dispatch.plan(chain, settings.callout)
     for attempt in callout.attempts:
         if attempt.outcome is None and dispatch.cut_off_after(_attempt(attempt), steps, settings.callout) <= now:
-            _finish(session, ticket, callout, attempt, Outcome.FAILED, None, now, "呼叫中断，未得到结果")
+            try:
+                _record_ring(session, attempt, Outcome.FAILED, None, now)
+            except CallOutError:
+                continue  # its real outcome arrived a moment ago
+            _note_ring(ticket, callout, attempt, now, "呼叫中断，未得到结果")
+    if callout.state != RINGING:  # ended by somebody else while we looked
+        return NextCall(Decision(Action(callout.state)))
     decision = dispatch.decide(chain, settings.callout, [_attempt(a) for a in callout.attempts], now)
     if decision.action in (Action.RING, Action.LAST_RESORT):
         attempt = CallOutAttempt(round=decision.step.round, position=decision.step.position,
@@ -110,7 +125,8 @@ def next_call(session: Session, callout_id: int, now: datetime, settings: Settin
                  decision.step.describe(), decision.step.ring_seconds)
         return NextCall(decision, attempt.id)
     if decision.action == Action.EXHAUSTED:
-        _end(callout, EXHAUSTED, now)
+        if not _end(session, callout, EXHAUSTED, now):
+            return NextCall(Decision(Action(callout.state)))
         told = "、".join(decision.alert_contacts) or "（未配置 callout.alert_contacts）"
         desk.record_event(ticket, CALLOUT, now, "callout", note=f"紧急呼叫无人接单，需通知主管：{told}",
                           data={"callout_id": callout.id, "alert_contacts": list(decision.alert_contacts)})
@@ -123,8 +139,9 @@ def record_outcome(session: Session, attempt_id: int, outcome: Outcome | str, ra
                    now: datetime, settings: Settings) -> CallOut:
     """How a ring ended; an acceptance ends the call-out and gives the ticket to that engineer.
 
-    An acceptance that arrives after the front desk stopped the call-out is recorded but
-    changes nothing (check the returned call-out's state and engineer_id before thanking them).
+    An acceptance that arrives after the front desk stopped the call-out, or after somebody took or
+    cancelled the ticket (even in the same instant), is recorded but changes nothing (check the
+    returned call-out's state and engineer_id before thanking them).
     """
     attempt = session.get(CallOutAttempt, attempt_id)
     if attempt is None:
@@ -134,19 +151,39 @@ def record_outcome(session: Session, attempt_id: int, outcome: Outcome | str, ra
     outcome = Outcome(outcome)
     callout = _get(session, attempt.callout_id)
     ticket = desk.get_ticket(session, callout.ticket_id)
-    taken_elsewhere = Status(ticket.status) not in WAITING_FOR_ENGINEER
-    late = outcome == Outcome.ACCEPTED and (callout.state != RINGING or taken_elsewhere)
-    _finish(session, ticket, callout, attempt, outcome, rang_seconds, now,
-            "紧急呼叫已结束，此次接单未生效" if late else "")
-    if callout.state == RINGING and taken_elsewhere:
-        _stop_for_ticket(ticket, callout, now)
-    if outcome == Outcome.ACCEPTED and not late:
+    _record_ring(session, attempt, outcome, rang_seconds, now)
+    took_it = outcome == Outcome.ACCEPTED and _take(session, callout, ticket, attempt, now)
+    late = outcome == Outcome.ACCEPTED and not took_it
+    _note_ring(ticket, callout, attempt, now, "紧急呼叫已结束，此次接单未生效" if late else "")
+    if callout.state == RINGING and Status(ticket.status) not in WAITING_FOR_ENGINEER:
+        _stop_for_ticket(session, ticket, callout, now)
+    if took_it:
         if attempt.engineer_id is not None:
-            _give_ticket_to(session, ticket, attempt.engineer_id, now, settings)
-        _end(callout, ACCEPTED, now, engineer_id=attempt.engineer_id)
+            _give_ticket_to(session, ticket, attempt.engineer_id, now, settings)  # claimed: nobody can interleave
         log.info("callout %d ticket %s accepted by %s", callout.id, ticket.number,
                  attempt.engineer_id or attempt.contact)
     return callout
+
+
+def _take(session: Session, callout: CallOut, ticket: Ticket, attempt: CallOutAttempt, now: datetime) -> bool:
+    """The engineer on ``attempt`` pressed 1: the call-out becomes theirs if it still rings, and the
+    ticket is claimed for them if nobody took or cancelled it meanwhile (as stored now, not as read).
+    False: too late; nothing is given."""
+    if callout.state != RINGING or Status(ticket.status) not in WAITING_FOR_ENGINEER:
+        return False
+    if not _end(session, callout, ACCEPTED, now, engineer_id=attempt.engineer_id):
+        return False  # the desk stopped it a moment ago
+    for _ in range(10):
+        try:
+            claim(session, ticket)
+            return True
+        except Conflict:  # changed a moment ago (claim re-read it): still waiting for an engineer?
+            if Status(ticket.status) not in WAITING_FOR_ENGINEER:
+                _set(callout, STOPPED, now, stopped_by=CALLOUT.name)  # the call-out row is ours since _end
+                desk.record_event(ticket, CALLOUT, now, "callout", data={"callout_id": callout.id},
+                                  note=f"维修单已「{STATUS_NAMES[Status(ticket.status)]}」，停止紧急呼叫")
+                return False
+    raise CallOutError("维修单一直在变化，接单未能记录")
 
 
 def stop_callout(session: Session, callout_id: int, actor: Actor, now: datetime, reason: str = "") -> CallOut:
@@ -154,9 +191,8 @@ def stop_callout(session: Session, callout_id: int, actor: Actor, now: datetime,
     if actor.role not in DESK:
         raise CallOutError("只有前台或主管可以停止紧急呼叫")
     callout = _get(session, callout_id)
-    if callout.state != RINGING:
+    if callout.state != RINGING or not _end(session, callout, STOPPED, now, stopped_by=actor.name, note=reason.strip()):
         raise CallOutError(f"紧急呼叫已结束（{STATE_NAMES[callout.state]}）")
-    _end(callout, STOPPED, now, stopped_by=actor.name, note=reason.strip())
     ticket = desk.get_ticket(session, callout.ticket_id)
     desk.record_event(ticket, actor, now, "callout", note="停止紧急呼叫", reason=reason.strip(),
                       data={"callout_id": callout.id})
@@ -230,9 +266,23 @@ def _step_of(callout: CallOut, attempt: CallOutAttempt) -> Step:
                 link["name"])
 
 
-def _finish(session: Session, ticket: Ticket, callout: CallOut, attempt: CallOutAttempt, outcome: Outcome,
-            rang_seconds: float | None, now: datetime, remark: str = "") -> None:
-    attempt.outcome, attempt.ended_at, attempt.rang_seconds = outcome.value, now, rang_seconds
+def _record_ring(session: Session, attempt: CallOutAttempt, outcome: Outcome, rang_seconds: float | None,
+                 now: datetime) -> None:
+    """A ring's outcome, once: two processes recording the same ring (a cut-off and the real end) cannot
+    both; the second gets CallOutError."""
+    values = {"outcome": outcome.value, "ended_at": now, "rang_seconds": rang_seconds}
+    recorded = session.execute(
+        update(CallOutAttempt).where(CallOutAttempt.id == attempt.id, CallOutAttempt.outcome.is_(None))
+        .values(**values).execution_options(synchronize_session=False)).rowcount
+    if recorded != 1:
+        session.refresh(attempt)
+        raise CallOutError("这次呼叫的结果已经记录过")
+    for key, value in values.items():
+        set_committed_value(attempt, key, value)
+
+
+def _note_ring(ticket: Ticket, callout: CallOut, attempt: CallOutAttempt, now: datetime, remark: str = "") -> None:
+    outcome, rang_seconds = Outcome(attempt.outcome), attempt.rang_seconds
     step = _step_of(callout, attempt)
     rang = f"，振铃 {rang_seconds:.0f} 秒" if rang_seconds is not None else ""
     remark = f"（{remark}）" if remark else ""
@@ -245,17 +295,39 @@ def _finish(session: Session, ticket: Ticket, callout: CallOut, attempt: CallOut
     log.info("callout %d ticket %s: %s -> %s", callout.id, ticket.number, step.describe(), outcome.value)
 
 
-def _stop_for_ticket(ticket: Ticket, callout: CallOut, now: datetime) -> None:
+def _stop_for_ticket(session: Session, ticket: Ticket, callout: CallOut, now: datetime) -> None:
     """Someone took (or cancelled) the ticket another way: ringing on would only wake people."""
-    _end(callout, STOPPED, now, stopped_by=CALLOUT.name)
+    if not _end(session, callout, STOPPED, now, stopped_by=CALLOUT.name):
+        return  # ended another way meanwhile
     desk.record_event(ticket, CALLOUT, now, "callout", data={"callout_id": callout.id},
                       note=f"维修单已「{STATUS_NAMES[Status(ticket.status)]}」，停止紧急呼叫")
 
 
-def _end(callout: CallOut, state: str, now: datetime, engineer_id: int | None = None,
+def _end(session: Session, callout: CallOut, state: str, now: datetime, engineer_id: int | None = None,
+         stopped_by: str | None = None, note: str = "") -> bool:
+    """Ring no more, if it still rings (as stored now, not as read); False: it had ended already
+    (``callout`` then shows how). The row stays ours until the commit."""
+    values = _end_values(state, now, engineer_id, stopped_by, note)
+    ended = session.execute(update(CallOut).where(CallOut.id == callout.id, CallOut.state == RINGING)
+                            .values(**values).execution_options(synchronize_session=False)).rowcount
+    if ended != 1:
+        session.refresh(callout)
+        return False
+    for key, value in values.items():
+        set_committed_value(callout, key, value)
+    return True
+
+
+def _set(callout: CallOut, state: str, now: datetime, engineer_id: int | None = None,
          stopped_by: str | None = None, note: str = "") -> None:
-    callout.state, callout.ended_at, callout.running_ticket_id = state, now, None
-    callout.engineer_id, callout.stopped_by, callout.note = engineer_id, stopped_by, note
+    """Change how a call-out ended, on a row this unit already holds (``_end`` succeeded)."""
+    for key, value in _end_values(state, now, engineer_id, stopped_by, note).items():
+        setattr(callout, key, value)
+
+
+def _end_values(state: str, now: datetime, engineer_id: int | None, stopped_by: str | None, note: str) -> dict:
+    return {"state": state, "ended_at": now, "running_ticket_id": None, "engineer_id": engineer_id,
+            "stopped_by": stopped_by, "note": note}
 
 
 def _give_ticket_to(session: Session, ticket: Ticket, engineer_id: int, now: datetime, settings: Settings) -> None:

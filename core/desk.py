@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.claims import Conflict, claim, hold  # noqa: F401 (Conflict: desk.Conflict for callers)
 from core.settings import Settings, SlaSettings
 from core.store import Engineer, FeeItem, Resident, Ticket, TicketCounter, TicketEvent
 from core.tickets import (
@@ -34,6 +35,7 @@ from core.tickets import (
 )
 
 PHONE_PATTERN = re.compile(r"^\+?\d{3,20}$")
+NOTE_LIMIT = 2000  # characters of a note, a remark, a description
 
 
 class ValidationError(ValueError):
@@ -234,13 +236,15 @@ def create_ticket(session: Session, new: NewTicket, actor: Actor, now: datetime,
 
 
 def transition(session: Session, ticket: Ticket, request: TransitionRequest, actor: Actor,
-               now: datetime, settings: Settings) -> Ticket:
+               now: datetime, settings: Settings, seen_version: int | None = None) -> Ticket:
     """Move a ticket to another state if the rules allow it; refuse with a Chinese message if not.
-    A move to or from 完成 keeps the ticket's follow-up call in step (``core.followup``)."""
+    A move to or from 完成 keeps the ticket's follow-up call in step (``core.followup``).
+    Only on the ticket as it was read (or as ``seen_version`` says the user saw it): else Conflict."""
+    claim(session, ticket, seen_version)
     current = Status(ticket.status)
     sla = settings.sla
     rule = rule_for(current, request, actor.role)
-    if actor.role == Role.ENGINEER and ticket.engineer_id != actor.engineer_id:
+    if actor.role == Role.ENGINEER and not can_see(ticket, actor):
         raise TransitionError("只能处理派给自己的维修单")
     data: dict[str, Any] = {}
     if rule.needs_engineer:
@@ -300,13 +304,15 @@ EDITABLE = ("description", "reporter_name", "phone", "building", "unit", "room",
 
 
 def edit_ticket(session: Session, ticket: Ticket, payload: dict, actor: Actor, now: datetime,
-                settings: Settings) -> Ticket:
-    """Correct fields; each correction is recorded as an event with the old and new values."""
+                settings: Settings, seen_version: int | None = None) -> Ticket:
+    """Correct fields; each correction is recorded as an event with the old and new values.
+    Only on the ticket as it was read (or as ``seen_version`` says the user saw it): else Conflict."""
     if actor.role not in (Role.FRONTDESK, Role.MANAGER, Role.ADMIN):
         raise TransitionError("只有前台或主管可以修改维修单")
     unknown = set(payload) - set(EDITABLE)
     if unknown:
         raise ValidationError({key: "不可修改的字段" for key in sorted(unknown)})
+    claim(session, ticket, seen_version)
     merged = {key: _plain(getattr(ticket, key)) for key in EDITABLE} | payload
     checked = parse_new_ticket(merged, settings.tz)
     changes = {}
@@ -330,10 +336,22 @@ def _plain(value: Any) -> Any:
 
 
 def add_note(session: Session, ticket: Ticket, note: str, actor: Actor, now: datetime) -> None:
+    """A note never overwrites anything, so it goes on whatever the ticket became meanwhile."""
     if not note.strip():
         raise ValidationError({"note": "备注不能为空"})
+    if len(note.strip()) > NOTE_LIMIT:
+        raise ValidationError({"note": f"备注不能超过 {NOTE_LIMIT} 个字"})
+    hold(session, ticket)
     ticket.updated_at = now
     record_event(ticket, actor, now, "note", note=note.strip())
+
+
+def can_see(ticket: Ticket, actor: Actor) -> bool:
+    """Engineers see the tickets assigned to them only; an engineer account linked to nobody (or to
+    an engineer who was deactivated: ``Actor.engineer_id`` None) sees nothing."""
+    if actor.role != Role.ENGINEER:
+        return True
+    return actor.engineer_id is not None and ticket.engineer_id == actor.engineer_id
 
 
 def record_event(ticket: Ticket, actor: Actor, now: datetime, kind: str,

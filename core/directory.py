@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from core.desk import PHONE_PATTERN, normalise_phone
@@ -24,6 +24,7 @@ class DirectoryError(ValueError):
 class ImportResult:
     added: int = 0
     updated: int = 0
+    removed: int = 0
 
 
 def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
@@ -41,8 +42,10 @@ def read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
         raise DirectoryError(f"{path}: 不是 UTF-8 编码的 CSV 文件") from None
 
 
-def import_residents(session: Session, rows: list[dict[str, str]]) -> ImportResult:
-    """Add or update residents by phone number; any bad line stops the whole import."""
+def import_residents(session: Session, rows: list[dict[str, str]], replace: bool = False) -> ImportResult:
+    """Add or update residents by phone number; any bad line stops the whole import. ``replace``:
+    the file is the whole directory, so numbers missing from it are dropped (a number given up and
+    handed to somebody else must not keep the previous owner's address)."""
     result = ImportResult()
     seen: set[str] = set()
     for line, row in enumerate(rows, start=2):
@@ -63,6 +66,8 @@ def import_residents(session: Session, rows: list[dict[str, str]]) -> ImportResu
             result.updated += 1
         for key in ("name", "building", "unit", "room"):
             setattr(resident, key, row[key])
+    if replace:
+        result.removed = session.execute(delete(Resident).where(Resident.phone.not_in(seen))).rowcount
     return result
 
 

@@ -24,6 +24,10 @@ page lists it until the re-repair is done); an answered call that gave no rating
 A call that never reports back (the process died mid-call) counts, ``STALE_CALL_MINUTES`` after
 its claim, as one failed attempt: it is retried like any unanswered call, never dialled twice
 at once, and the attempt is not counted again.
+
+No lost updates: a follow-up's status changes only if it is still what was read (``_hold``), and
+the ticket moves through ``core.desk`` (``core.claims``): a result that arrives while a clerk
+records the 回访 or a 返修 by hand is noted on the ticket and changes nothing else.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from core import alerts, desk
 from core.calling_hours import CallingHours
+from core.claims import Conflict
 from core.desk import FOLLOWUP, Actor, NotFound, ValidationError, normalise_phone
 from core.settings import Settings
 from core.store import CallRecord, FollowUp, FollowUpOptOut, Ticket
@@ -176,8 +181,8 @@ def after_transition(session: Session, ticket: Ticket, before: Status, actor: Ac
         _record_by_hand(session, ticket, actor, now)
     elif before == Status.COMPLETED:
         followup = open_followup(session, ticket.id)
-        if followup is not None and followup.status == SCHEDULED:
-            session.delete(followup)
+        if followup is not None and followup.status == SCHEDULED and _hold(session, followup):
+            session.delete(followup)  # (a call dialled this moment finds the ticket moved on, and notes it)
 
 
 def due_followups(session: Session, now: datetime, settings: Settings, limit: int) -> list[int]:
@@ -219,7 +224,7 @@ def record_answers(session: Session, followup_id: int, answers: SurveyAnswers, c
                    now: datetime, settings: Settings) -> FollowUp:
     """What the resident said; the ticket moves on by what it means (see the module's docstring)."""
     followup = _get(session, followup_id)
-    if followup.status == DONE:
+    if followup.status == DONE or not _hold(session, followup):
         raise FollowUpError("这次回访的结果已经记录过")
     _attach_call(session, followup, call_record_id)
     if not answers.reached:
@@ -254,7 +259,7 @@ def record_no_contact(session: Session, followup_id: int, outcome: str, now: dat
     if outcome not in NO_CONTACT:
         raise ValueError(f"outcome must be one of {sorted(NO_CONTACT)}: {outcome!r}")
     followup = _get(session, followup_id)
-    if followup.status != CALLING:
+    if followup.status != CALLING or not _hold(session, followup):
         raise FollowUpError("这次回访不在通话中，无法记录结果")
     _no_contact(followup, outcome, now, settings)
     return followup
@@ -265,10 +270,14 @@ def recover_stale_calls(session: Session, now: datetime, settings: Settings) -> 
     as one failed attempt each: retried later, or 回访失败 after the last one."""
     cut_off = now - timedelta(minutes=STALE_CALL_MINUTES)
     stale = session.scalars(select(FollowUp).where(FollowUp.status == CALLING, FollowUp.claimed_at < cut_off)).all()
+    recovered = []
     for followup in stale:
+        if not _hold(session, followup):
+            continue  # its result arrived a moment ago
         _no_contact(followup, "failed", now, settings, remark="，通话中断未得到结果")
         log.warning("followup %d ticket %s: call cut off, counted as failed", followup.id, followup.ticket.number)
-    return [followup.id for followup in stale]
+        recovered.append(followup.id)
+    return recovered
 
 
 def opt_out(session: Session, phone: str, now: datetime, how: str) -> FollowUpOptOut:
@@ -286,6 +295,8 @@ def opt_out(session: Session, phone: str, now: datetime, how: str) -> FollowUpOp
             entry = session.get(FollowUpOptOut, phone)
     waiting = session.scalars(select(FollowUp).where(FollowUp.phone == phone, FollowUp.status == SCHEDULED)).all()
     for followup in waiting:
+        if not _hold(session, followup):
+            continue  # being dialled this moment: the call itself hears the opt-out or ends
         _close(followup, OPTED_OUT, now)
         _note(followup.ticket, now, f"住户要求不再回访（{how}），取消回访电话", followup)
     log.info("phone %s opted out of follow-up calls (%s)", phone, how)
@@ -300,6 +311,16 @@ def _get(session: Session, followup_id: int) -> FollowUp:
     if followup is None:
         raise NotFound(f"回访 {followup_id} 不存在")
     return followup
+
+
+def _hold(session: Session, followup: FollowUp) -> bool:
+    """True if the follow-up's status is still the one read, and the row is then ours until the
+    commit; False if it changed meanwhile (``followup`` then shows how)."""
+    held = session.execute(update(FollowUp).where(FollowUp.id == followup.id, FollowUp.status == followup.status)
+                           .values(status=FollowUp.status).execution_options(synchronize_session=False)).rowcount
+    if held != 1:
+        session.refresh(followup)
+    return held == 1
 
 
 def _close(followup: FollowUp, status: str, now: datetime) -> None:
@@ -349,6 +370,8 @@ def _record_by_hand(session: Session, ticket: Ticket, actor: Actor, now: datetim
     """A clerk's 回访 counts as this completion's follow-up: the scheduled one (no call needed now),
     else the one that failed, else a new record."""
     followup = open_followup(session, ticket.id)
+    if followup is not None and followup.status == SCHEDULED:
+        _hold(session, followup)  # if a call claimed it a moment ago, it is CALLING now
     if followup is None or followup.status == CALLING:
         followup = session.scalar(
             select(FollowUp).where(FollowUp.ticket_id == ticket.id, FollowUp.completed_at == ticket.completed_at,
@@ -365,11 +388,17 @@ def _record_by_hand(session: Session, ticket: Ticket, actor: Actor, now: datetim
 def _followed_up(session: Session, followup: FollowUp, now: datetime, settings: Settings) -> None:
     ticket = followup.ticket
     summary = "自动回访：" + _answers_text(followup)
-    if ticket.status != Status.COMPLETED:  # followed up or reopened by hand meanwhile
-        _note(ticket, now, f"{summary}（维修单已是「{STATUS_NAMES[Status(ticket.status)]}」，状态未变）", followup)
-        return
-    desk.transition(session, ticket, TransitionRequest(Status.FOLLOWED_UP, rating=followup.rating, note=summary),
-                    FOLLOWUP, now, settings)
+    for _ in range(3):
+        if ticket.status != Status.COMPLETED:
+            break
+        try:
+            desk.transition(session, ticket, TransitionRequest(Status.FOLLOWED_UP, rating=followup.rating,
+                                                               note=summary), FOLLOWUP, now, settings)
+            return
+        except Conflict:  # changed a moment ago (claim re-read it): look again
+            continue
+    # followed up or reopened by hand meanwhile
+    _note(ticket, now, f"{summary}（维修单已是「{STATUS_NAMES[Status(ticket.status)]}」，状态未变）", followup)
 
 
 def _rework_and_alert(session: Session, followup: FollowUp, now: datetime, settings: Settings) -> None:
@@ -378,14 +407,21 @@ def _rework_and_alert(session: Session, followup: FollowUp, now: datetime, setti
     ticket = followup.ticket
     reason = "回访：问题未解决" if followup.resolved is False else "回访不满意"
     outcome = f"维修单已是「{STATUS_NAMES[Status(ticket.status)]}」，请主管确认是否需要返修"
-    if ticket.status == Status.COMPLETED:
+    for _ in range(3):
+        if ticket.status != Status.COMPLETED:
+            outcome = f"维修单已是「{STATUS_NAMES[Status(ticket.status)]}」，请主管确认是否需要返修"
+            break
         try:
             desk.transition(session, ticket, TransitionRequest(
                 Status.DISPATCHED, engineer_id=ticket.engineer_id, reason=reason, note=followup.comment),
                 FOLLOWUP, now, settings)
             outcome = f"已返修，派给 {ticket.engineer.name}"
+            break
+        except Conflict:  # changed a moment ago (claim re-read it): look again
+            continue
         except TransitionError as error:  # the engineer has left, say: a person must choose
             outcome = f"未能自动返修（{error}），请主管安排维修人员"
+            break
     _note(ticket, now, f"{reason}：{_answers_text(followup)}。{outcome}；请主管今日跟进", followup, kind="alert",
           complaint=True, resolved=followup.resolved, rating=followup.rating)
     alerts.followup_unhappy(session, followup, outcome, now, settings)  # and to the managers' group chat

@@ -3,6 +3,10 @@
 A draft is saved as soon as anything is known and updated on every step, so a caller who
 hangs up at any moment leaves what was understood. Only the front desk's review (待审核 ->
 受理) turns it into a ticket engineering works on.
+
+Once anybody else has touched the draft (the desk corrected or reviewed it, wrote a note, the
+emergency call-out gave it to an engineer), the call no longer writes its fields: what it learns
+after that is added as an event of suggestions, and whatever the desk set stays.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from core import desk
+from core.claims import Conflict, claim
 from core.desk import HOTLINE, NewTicket
 from core.settings import Settings
 from core.store import Ticket
@@ -31,6 +36,8 @@ class DraftFacts(NewTicket):
 
     channel: Channel = Channel.PHONE
     confirmed: set[str] = field(default_factory=set)
+    saved: dict[str, Any] = field(default_factory=dict)  # the fields as this call last wrote them
+    saved_version: int | None = None  # the ticket's version right after that write
 
     def ticket_fields(self) -> dict[str, Any]:
         values = {key: getattr(self, key) for key in DRAFT_FIELDS}
@@ -46,25 +53,48 @@ class PhoneDrafts:
         self.settings = settings
 
     def save(self, ticket_id: int | None, facts: DraftFacts, now: datetime, step: str) -> tuple[int, str]:
-        """Create the draft (first call) or bring it up to date; returns (id, number)."""
-        with self.sessions() as session, session.begin():
-            if ticket_id is None:
-                ticket = desk.create_ticket(session, NewTicket(channel=Channel.PHONE, reported_at=now,
-                                                               **facts.ticket_fields()),
-                                            HOTLINE, now, self.settings)
-                return ticket.id, ticket.number
-            ticket = desk.get_ticket(session, ticket_id)
-            changes = {}
-            for key, value in facts.ticket_fields().items():
-                if getattr(ticket, key) != value:
-                    changes[key] = {"from": _plain(getattr(ticket, key)), "to": _plain(value)}
-                    setattr(ticket, key, value)
-            if changes and ticket.status == Status.DRAFT:
-                ticket.updated_at = now
-                ticket.due_at = current_due_at(ticket, self.settings.sla)
-                desk.record_event(ticket, HOTLINE, now, "call", note=step,
-                                  data={"changes": changes, "confirmed": sorted(facts.confirmed)})
-            return ticket.id, ticket.number
+        """Create the draft (first call) or bring it up to date; returns (id, number). A change by
+        somebody else in the very moment of the save is seen on the next try, as a touch."""
+        for _ in range(5):
+            try:
+                with self.sessions() as session, session.begin():
+                    ticket_id, number, version = self._save(session, ticket_id, facts, now, step)
+            except Conflict:
+                continue
+            facts.saved, facts.saved_version = facts.ticket_fields(), version
+            return ticket_id, number
+        raise RuntimeError(f"draft {ticket_id} kept changing while the call saved it")
+
+    def _save(self, session, ticket_id: int | None, facts: DraftFacts, now: datetime, step: str
+              ) -> tuple[int, str, int | None]:
+        values = facts.ticket_fields()
+        if ticket_id is None:
+            ticket = desk.create_ticket(session, NewTicket(channel=Channel.PHONE, reported_at=now, **values),
+                                        HOTLINE, now, self.settings)
+            return ticket.id, ticket.number, ticket.version
+        ticket = desk.get_ticket(session, ticket_id)
+        learned = {key: value for key, value in values.items()
+                   if key not in facts.saved or facts.saved[key] != value}  # new since the call's last save
+        touched = ticket.status != Status.DRAFT or ticket.version != facts.saved_version
+        differs = {key: value for key, value in learned.items() if getattr(ticket, key) != value}
+        if touched:
+            if differs:
+                desk.record_event(ticket, HOTLINE, now, "call", note=f"{step}（前台已处理此单，来电内容仅作参考）",
+                                  data={"suggestions": {key: {"ticket": _plain(getattr(ticket, key)), "call": _plain(value)}
+                                                        for key, value in differs.items()},
+                                        "confirmed": sorted(facts.confirmed)})
+            return ticket.id, ticket.number, facts.saved_version
+        if differs:
+            claim(session, ticket, facts.saved_version)  # raises Conflict if touched just now
+            changes = {key: {"from": _plain(getattr(ticket, key)), "to": _plain(value)} for key, value in differs.items()}
+            for key, value in differs.items():
+                setattr(ticket, key, value)
+            ticket.updated_at = now
+            ticket.due_at = current_due_at(ticket, self.settings.sla)
+            desk.record_event(ticket, HOTLINE, now, "call", note=step,
+                              data={"changes": changes, "confirmed": sorted(facts.confirmed)})
+            session.flush()
+        return ticket.id, ticket.number, ticket.version
 
     def status_of(self, number: str) -> Status | None:
         """A caller asking about their ticket by its number."""

@@ -1,4 +1,8 @@
-"""Recording clean-up: call recordings are personal data, kept ``recordings.keep_days`` and no longer."""
+"""Clean-up of what a call leaves that is personal: the recording, the transcript, the phone numbers.
+
+All of it is kept ``recordings.keep_days`` and no longer. The call record itself stays (its
+direction, line, times, outcome and ticket), so the counts the reports need do not change.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import null, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.store import CallRecord
@@ -33,7 +37,23 @@ def delete_old_recordings(session: Session, recordings_dir: Path, now: datetime,
                 folder.rmdir()  # the empty day folders (YYYY/MM/DD) left behind
     if deleted:
         log.info("deleted %d recordings older than %d days", deleted, keep_days)
+    forget_old_calls(session, cutoff)
     return deleted
+
+
+def forget_old_calls(session: Session, cutoff: datetime) -> int:
+    """Clear the transcripts and the callers' and called numbers of calls started before ``cutoff``;
+    returns how many records were cleared."""
+    cleared = session.execute(
+        update(CallRecord)
+        .where(CallRecord.started_at < cutoff,
+               or_(CallRecord.transcript.is_not(None), CallRecord.caller != "", CallRecord.called != ""))
+        .values(transcript=null(), caller="", called="")
+        .execution_options(synchronize_session=False)).rowcount
+    if cleared:
+        log.info("cleared the transcripts and phone numbers of %d call records older than %s", cleared,
+                 cutoff.date().isoformat())
+    return cleared
 
 
 def _delete(root: Path, path: Path) -> int:

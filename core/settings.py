@@ -30,6 +30,9 @@ def default_data_dir() -> Path:
     return Path(base) / "callcenter"
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
 @dataclass(frozen=True)
 class WebSettings:
     host: str = "127.0.0.1"
@@ -37,6 +40,25 @@ class WebSettings:
     session_hours: int = 12
     # Set true behind HTTPS so the session cookie never travels in clear text.
     cookie_secure: bool = False
+    # The host names the console answers to (the Host header); anything else is refused, which also
+    # stops DNS rebinding. Empty: the loopback names and ``host``.
+    hosts: tuple[str, ...] = ()
+    # Reverse proxies (addresses) whose X-Forwarded-For / X-Forwarded-Proto are believed: the client's
+    # address in the audit log and the login throttle is then the one the proxy saw.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.session_hours < 1:
+            raise SettingsError("web.session_hours 至少为 1 / must be at least 1")
+
+    def allowed_hosts(self, listen_host: str | None = None) -> frozenset[str]:
+        """Host names (lower case, no port, IPv6 without brackets) requests may name."""
+        if self.hosts:
+            names = set(self.hosts)
+        else:
+            names = {*LOOPBACK_NAMES, self.host, listen_host or self.host}
+        names = {name.strip().lower().strip("[]") for name in names}
+        return frozenset(names - {"", "0.0.0.0", "::"})
 
 
 @dataclass(frozen=True)
@@ -174,7 +196,9 @@ class FollowupSettings:
 
 @dataclass(frozen=True)
 class RecordingsSettings:
-    keep_days: int = 30  # call recordings are deleted this long after the call (personal data)
+    # Call recordings are deleted this long after the call (personal data), and the call records'
+    # transcripts and phone numbers are cleared (their times, lines and outcomes stay for the counts).
+    keep_days: int = 30
 
     def __post_init__(self) -> None:
         if self.keep_days < 1:

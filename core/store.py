@@ -112,6 +112,11 @@ class Ticket(Base):
     # The deadline of the present state, kept in step so "overdue" is one indexed query.
     due_at: Mapped[datetime | None] = mapped_column(index=True)
     updated_at: Mapped[datetime] = mapped_column(index=True)
+    # Bumped by every change of the row and checked by it (``version_id_col``): a change made on a
+    # ticket someone else changed since it was read fails instead of overwriting (core.desk.claim).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
 
     engineer: Mapped[Engineer | None] = relationship(lazy="joined")
     events: Mapped[list[TicketEvent]] = relationship(
@@ -232,6 +237,23 @@ class CallRecord(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     recording_path: Mapped[str] = mapped_column(String(256), default="")
     transcript: Mapped[dict[str, Any] | None]
+
+
+class AuditEntry(Base):
+    """Who did what that matters for privacy and security (core.audit): logins, failed logins,
+    account changes, every playback of a recording. Only appended to."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action_username_at", "action", "username", "at"),
+                      Index("ix_audit_log_action_address_at", "action", "address", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(String(24))  # see core.audit.ACTIONS
+    username: Mapped[str] = mapped_column(String(64), default="")  # who acted, or the name tried at a login
+    address: Mapped[str] = mapped_column(String(64), default="")  # the client's address ("from where")
+    target: Mapped[str] = mapped_column(String(64), default="")  # what it was done to: "call:12", "user:3"
+    detail: Mapped[dict[str, Any] | None]
 
 
 # --- the duty roster and emergency call-outs (core.roster, core.callouts) ----------------

@@ -95,6 +95,25 @@ def clock():
     return Clock()
 
 
+@pytest.fixture(autouse=True)
+def quick_password_hashing(request, monkeypatch):
+    """scrypt at OWASP's cost (core.accounts.CURRENT_COST) takes half a second and 128 MiB a hash;
+    every test makes several accounts and logins. Tests of the hashing itself are marked
+    ``real_password_cost`` and get the real one."""
+    if request.node.get_closest_marker("real_password_cost") is None:
+        from core import accounts
+
+        monkeypatch.setattr(accounts, "CURRENT_COST", accounts.ScryptCost(2**10, 8, 1))
+
+
+async def console_client(aiohttp_client, app):
+    """A client of the real app that sends the ``Origin`` a browser on the console's page would
+    (every request that changes something must come from the console's own origin)."""
+    client = await aiohttp_client(app)
+    client.session.headers["Origin"] = str(client.make_url("/").origin())
+    return client
+
+
 STAFF_PASSWORD = "correct horse"
 
 
@@ -122,8 +141,9 @@ def engineer(people):
 
 
 @pytest.fixture
-async def api(aiohttp_client, settings, sessions, clock, people):
-    """``await api("desk")``: a client of the real app logged in as that person; ``api.anonymous``."""
+async def api(settings, sessions, clock, people, aiohttp_client):
+    """``await api("desk")``: a client of the real app logged in as that person; ``api.anonymous``.
+    (``aiohttp_client`` last: its clients, and so the app, close before the database is dropped.)"""
     from callcenter.web.app import create_app
 
     app = create_app(settings, sessions, clock)
@@ -131,13 +151,14 @@ async def api(aiohttp_client, settings, sessions, clock, people):
 
     async def as_user(name):
         if name not in clients:
-            client = await aiohttp_client(app)
+            client = await console_client(aiohttp_client, app)
             response = await client.post("/api/login", json={"username": name, "password": STAFF_PASSWORD})
             assert response.status == 200, await response.text()
             clients[name] = client
         return clients[name]
 
-    as_user.anonymous = await aiohttp_client(app)
+    as_user.anonymous = await console_client(aiohttp_client, app)
+    as_user.app, as_user.aiohttp_client = app, aiohttp_client
     return as_user
 
 

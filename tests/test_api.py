@@ -177,9 +177,11 @@ async def test_deactivated_users_lose_their_session(api, sessions):
         assert all(len(s.token_hash) == 64 for s in session.scalars(select(WebSession)))
 
 
-async def test_health_needs_no_login(api):
+async def test_health_needs_no_login_and_tells_staff_more(api):
     response = await api.anonymous.get("/api/health")
-    assert response.status == 200 and (await response.json())["database"] == "ok"
+    assert response.status == 200 and await response.json() == {"status": "ok"}
+    staff = await (await api("desk")).get("/api/health")
+    assert staff.status == 200 and (await staff.json())["database"] == "ok"
 
 
 async def test_resident_lookup_by_phone(api, sessions):

@@ -13,6 +13,7 @@ from core.accounts import add_user
 from core.dispatch import Outcome
 from core.settings import CalloutSettings
 from core.store import Engineer
+from tests.conftest import console_client
 
 PASSWORD = "correct horse"
 DAY_SHIFT = [{"name": "日班", "weekdays": "1-7", "start": "08:00", "end": "20:00", "skill": "", "chain": "张工>李工"}]
@@ -35,7 +36,7 @@ def site(sessions, settings):
 
 
 @pytest.fixture
-async def console(aiohttp_client, site, sessions, clock):
+async def console(site, sessions, clock, aiohttp_client):
     settings, people = site
     app = create_app(settings, sessions, clock)
     wakes = []
@@ -44,7 +45,7 @@ async def console(aiohttp_client, site, sessions, clock):
 
     async def as_user(name):
         if name not in clients:
-            client = await aiohttp_client(app)
+            client = await console_client(aiohttp_client, app)
             assert (await client.post("/api/login", json={"username": name, "password": PASSWORD})).status == 200
             clients[name] = client
         return clients[name]

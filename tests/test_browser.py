@@ -638,3 +638,90 @@ def test_the_manager_sees_the_follow_ups_the_unhappy_one_to_handle_and_plays_a_c
         audio.addEventListener('error', () => done(-1), {once: true});""", audio)
     assert 0.9 < duration < 1.1  # the staff-only recording route really served the call
     screenshot(browser_a, "manager-followups")
+
+
+# --- security (issue 14): the pages under a strict CSP, next= only on this site, stale pages, the audit log ---------
+
+
+def test_the_csp_is_enforced_and_the_login_goes_on_only_to_a_path_of_this_site(live_server, browser_a):
+    live_server.add_user("qiantai", PASSWORD, "frontdesk")
+    driver = browser_a
+    for evil in ("/%09/evil.example", "//evil.example/x", "/%5Cevil.example", "https://evil.example/",
+                 "/%0a/evil.example"):
+        driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+        driver.get(f"{live_server.url}/login?next={evil}")
+        wait(driver, shown("#login-form"))
+        css(driver, "#username").send_keys("qiantai")
+        css(driver, "#password").send_keys(PASSWORD)
+        css(driver, "#login-submit").click()
+        wait(driver, shown("#user-name"), message=f"no page after logging in with next={evil}")
+        assert driver.current_url == f"{live_server.url}/desk", (evil, driver.current_url)
+    ticket = new_ticket(driver)
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.get(f"{live_server.url}/tickets/{ticket['id']}")  # not logged in: to the login page and back
+    wait(driver, shown("#login-form"))
+    assert driver.current_url == f"{live_server.url}/login?next=/tickets/{ticket['id']}"
+    css(driver, "#username").send_keys("qiantai")
+    css(driver, "#password").send_keys(PASSWORD)
+    css(driver, "#login-submit").click()
+    wait(driver, text_is("#ticket-title", f"维修单 {ticket['number']}"))
+    # The browser itself refuses inline script under the page's policy (and says so in the console).
+    ran = driver.execute_script("""
+        const s = document.createElement('script');
+        s.textContent = 'window.__inline = 1';
+        document.head.append(s);
+        return window.__inline === 1;""")
+    assert ran is False
+    refused = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert refused and "script-src 'self'" in refused[0]
+
+
+def test_a_stale_ticket_page_is_told_what_changed_instead_of_overwriting_it(live_server, browser_a, browser_b):
+    live_server.add_engineer("张师傅", "13700000001", ["水电"])
+    live_server.add_engineer("李师傅", "13700000002", ["水电"])
+    live_server.add_user("qiantai", PASSWORD, "frontdesk")
+    live_server.add_user("zhang", PASSWORD, "engineer", engineer_name="张师傅")
+    login(browser_a, live_server, "qiantai")
+    ticket = new_ticket(browser_a)
+    move(browser_a, ticket["id"], "dispatched", engineer_id=engineer_id(browser_a, "张师傅"))
+    open_ticket(browser_a, live_server, ticket["id"])
+    from selenium.webdriver.common.by import By
+
+    browser_a.find_element(By.XPATH, "//div[@id='actions']//button[normalize-space()='改派']").click()
+    form = wait(browser_a, shown("#action-form-area form"))
+    choose(form.find_element(By.NAME, "engineer_id"), "李师傅")
+    form.find_element(By.NAME, "reason").send_keys("李师傅离得近")
+    login(browser_b, live_server, "zhang", page="/engineer")  # meanwhile 张师傅 takes the job on his phone
+    assert call(browser_b, "POST", f"/api/tickets/{ticket['id']}/transitions", {"to": "accepted"})["status"] == 200
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    error = wait(browser_a, lambda d: css(d, "#action-form-area .form-error").text or False)
+    assert "刚被其他人修改" in error and "接单" in error and "zhang" in error
+    shown_now = call(browser_a, "GET", f"/api/tickets/{ticket['id']}")["data"]
+    assert (shown_now["status"], shown_now["engineer_name"]) == ("accepted", "张师傅")  # nothing overwritten
+
+
+def test_the_admin_reads_who_played_which_recording_in_the_audit_log(live_server, browser_a, browser_b, settings):
+    from core.calls import CallLog
+
+    live_server.add_user("admin", PASSWORD, "admin")
+    live_server.add_user("qiantai", PASSWORD, "frontdesk")
+    recording = settings.recordings_dir / "2026" / "call.wav"
+    recording.parent.mkdir(parents=True)
+    recording.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64))
+    log = CallLog(live_server.sessions)
+    call_id = log.open(sip_call_id="a@b", direction="inbound", line="hotline", caller="13800138000", called="hotline")
+    log.update(call_id, recording_path="2026/call.wav")
+    login(browser_b, live_server, "qiantai")
+    played = browser_b.execute_async_script("""
+        const [path, done] = arguments;
+        fetch(path).then((r) => done(r.status), () => done(0));""", f"/api/calls/{call_id}/recording")
+    assert played == 200
+    login(browser_a, live_server, "admin", page="/manager")
+    rows = wait(browser_a, lambda d: [r.text for r in css_all(d, "#audit-table tbody tr")] or False)
+    assert any("播放/下载录音" in row and "qiantai" in row and f"通话 {call_id}" in row and "127.0.0.1" in row
+               for row in rows), rows
+    assert any(row.split()[2:4] == ["登录", "admin"] for row in rows), rows
+    choose(css(browser_a, "#audit-action"), "播放/下载录音")
+    css(browser_a, "#audit-form button[type=submit]").click()
+    wait(browser_a, lambda d: css(d, "#audit-summary").text.startswith("共 1 条"))
+    screenshot(browser_a, "manager-audit")

@@ -335,7 +335,7 @@ def test_a_second_caller_about_the_same_burst_pipe_is_attached_not_paged_again(s
 
     script = CallerScript()
     script.keys(1.0, "1")
-    script.keys(3.0, "1")
+    script.keys(2.2, "1201#")  # the room number: the caller ID is confirmed
     script.speak(9.5, burst, "problem")
     caller = call_hotline(site, voice, script, caller=NEIGHBOUR["phone"], hang_up_at=23.0)
     caller.run.wait(40)
@@ -461,7 +461,7 @@ def a_resident_reports_a_burst_pipe(site: Site, voices) -> BurstPipeCall:
 
     script = CallerScript()  # from the hotline's answer on
     script.keys(1.0, "1")  # over the greeting: 报修
-    script.keys(3.0, "1")  # 「您是三号楼二单元幺幺零幺的住户吗」: yes
+    script.keys(2.2, "1101#")  # 「为核实身份，请输入或说出您的房号」
     script.speak(9.5, burst, "problem")
     script.keys(23.0, "1")  # the summary is right
     script.keys(31.0, "1")  # after her ticket number, 「维修人员接单后可以直接与您通话，需要请按1」

@@ -93,14 +93,19 @@ def test_serve_starts_on_embedded_defaults_and_answers(data_dir):
             except OSError:
                 assert time.monotonic() < deadline, "serve did not answer"
                 time.sleep(0.2)
+        assert health == {"status": "ok"}  # anonymous: nothing more
         assert (data_dir / "callcenter.db").exists()  # created on first start, no other step
         password = (data_dir / "initial-admin-password").read_text().strip()
         assert oct((data_dir / "initial-admin-password").stat().st_mode)[-3:] == "600"
+        staff = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/login", method="POST",
                                          data=f'{{"username": "admin", "password": "{password}"}}'.encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=5) as response:
+                                         headers={"Content-Type": "application/json",
+                                                  "Origin": f"http://127.0.0.1:{port}"})
+        with staff.open(request, timeout=5) as response:
             assert response.status == 200
+        with staff.open(f"http://127.0.0.1:{port}/api/health", timeout=5) as response:
+            health = json.loads(response.read())
     finally:
         server.terminate()
         output = server.communicate(timeout=20)[0]

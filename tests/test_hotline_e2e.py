@@ -210,7 +210,7 @@ def test_resident_confirms_by_key_and_reports_a_repair(make_hotline, sipp, tmp_p
 
     caller = CallerScript()
     caller.keys(1.0, "1")  # over the greeting: 报修
-    caller.keys(3.0, "1")  # "您是三号楼二单元1101的住户吗" -> 1 = yes
+    caller.keys(2.2, "1101#")  # "为核实身份，请输入或说出您的房号": the directory's room, by keys
     caller.speak(9.5, leak, "problem")  # after "请在提示音后说出需要维修的问题"
     caller.speak(17.0, tomorrow, "time")  # over "请问您希望什么时间上门维修"
     caller.keys(23.0, "1")  # over the summary: correct
@@ -230,7 +230,9 @@ def test_resident_confirms_by_key_and_reports_a_repair(make_hotline, sipp, tmp_p
     events = hotline.events(ticket.id)
     assert events[0].kind == "created" and events[0].to_status == "draft"
     [described] = [e for e in events if e.note == "描述问题"]
-    assert described.data["confirmed"] == ["address"] and described.data["changes"]["category"]["to"] == "plumbing"
+    # The room number keyed matched the directory entry of the caller ID.
+    assert described.data["confirmed"] == ["address", "caller_id_room"]
+    assert described.data["changes"]["category"]["to"] == "plumbing"
 
     assert (record.outcome, record.ticket_id, record.caller) == ("completed", ticket.id, RESIDENT["phone"])
     assert record.answered_at and record.ended_at
@@ -325,9 +327,9 @@ BURST = "厨房水管爆了，水喷得到处都是"
 
 def test_emergency_is_raised_on_a_partial_before_the_caller_stops_talking(make_hotline, sipp, tmp_path, voices,
                                                                           settings, chinese_model):
-    yes, burst = voices("是的"), voices(BURST)
+    room, burst = voices("一一零一"), voices(BURST)
     seconds = len(burst) / 16000
-    scripts = SpokenScripts([(0.4, "partial", "是"), (len(yes) / 16000 + 0.6, "final", "是的")],
+    scripts = SpokenScripts(utterance_script("一 一 零 一", len(room) / 16000),
                             [(0.8, "partial", "厨房"), (1.6, "partial", "厨房 水管"), (2.4, "partial", "厨房 水管 爆 了"),
                              (3.6, "partial", "厨房 水管 爆 了 水 喷"),
                              (seconds + 0.8, "final", "厨房 水管 爆 了 水 喷 得 到处 都 是")])
@@ -337,7 +339,7 @@ def test_emergency_is_raised_on_a_partial_before_the_caller_stops_talking(make_h
 
     caller = CallerScript()
     caller.keys(1.0, "1")
-    caller.speak(3.0, yes, "yes")  # "您是三号楼二单元幺幺零幺的住户吗" -> 是的 (by voice)
+    caller.speak(2.2, room, "room")  # "为核实身份，请输入或说出您的房号" -> 一一零一 (by voice)
     caller.speak(6.5, burst, "problem")
     caller.keys(23.0, "1")  # over the summary (after the emergency notice, which cannot be interrupted)
     run = call_hotline(sipp, line.config.listen, caller, tmp_path, caller=RESIDENT["phone"], length=60)
@@ -373,7 +375,7 @@ def test_caller_who_hangs_up_during_the_description_leaves_a_draft_with_the_part
 
     caller = CallerScript()
     caller.keys(1.0, "1")
-    caller.keys(3.0, "1")
+    caller.keys(2.2, "1101#")  # the room number: the caller ID is confirmed
     caller.speak(9.5, leak, "problem")
     run = call_hotline(sipp, line.config.listen, caller, tmp_path, caller=RESIDENT["phone"], length=12,
                        hang_up_at=11.5, timeout=30)  # two seconds into the sentence
@@ -388,7 +390,8 @@ def test_caller_who_hangs_up_during_the_description_leaves_a_draft_with_the_part
         assert ticket.description != PENDING_DESCRIPTION
     assert "描述问题" in [e.note for e in hotline.events(ticket.id)]
     assert (record.outcome, record.ticket_id) == ("caller_hung_up", ticket.id)
-    problem = one(record.transcript["utterances"], "utterance")
+    checked, problem = record.transcript["utterances"]
+    assert (checked["step"], checked["keys"]) == ("room_check", "1101")
     assert problem["step"] == "problem" and problem["text"] == ticket.description
     recording = hotline.recording(record)
     assert 11.0 <= len(recording) / 16000 <= 12.2
@@ -421,7 +424,7 @@ def test_garbage_and_truncated_sip_packets_do_not_stop_the_next_call(make_hotlin
 
     caller = CallerScript()
     caller.keys(1.0, "1")
-    caller.keys(3.0, "1")
+    caller.keys(2.2, "1101#")  # the room number: the caller ID is confirmed
     run = call_hotline(sipp, line.config.listen, caller, tmp_path, caller=RESIDENT["phone"], length=6,
                        hang_up_at=5.0, timeout=30)
     finished(run, 40)
@@ -535,7 +538,7 @@ def test_call_audio_reaches_the_real_recognizer_intact_and_in_real_time(make_hot
 
     caller = CallerScript()
     caller.keys(1.0, "1")
-    caller.keys(3.0, "1")
+    caller.keys(2.2, "1101#")  # the room number: the caller ID is confirmed
     speech_end = caller.speak(9.5, korean, "problem")
     caller.keys(31.0, "1")  # over the summary, after the (unanswered) time question
     run = call_hotline(sipp, line.config.listen, caller, tmp_path, caller=RESIDENT["phone"], length=60)
@@ -609,7 +612,7 @@ class LongCall:
         # The chat: one sentence after another, half a second apart, for six minutes.
         self.caller = CallerScript()
         self.caller.keys(1.0, "1")
-        self.caller.keys(3.0, "1")
+        self.caller.keys(2.2, "1101#")
         at, turn, words = 9.5, 0, []
         while at < 9.5 + LONG_CALL_SECONDS - 10:
             text = CHATTER[turn % len(CHATTER)]
@@ -699,7 +702,7 @@ def test_a_six_minute_call_does_not_drop(long_call):
     assert (record.ended_at - record.answered_at).total_seconds() > LONG_CALL_SECONDS
     assert ticket.description == long_call.description and ticket.appointment_start is not None
     assert (ticket.building, ticket.unit, ticket.room, ticket.category) == ("3", "2", "1101", "plumbing")
-    assert set(record.transcript["confirmed"]) == {"address", "summary"}
+    assert set(record.transcript["confirmed"]) == {"address", "caller_id_room", "summary"}
     # No audio lost or shifted in six minutes: the last sentence is in the recording, where it was said.
     recording = hotline.recording(record)
     last = [said for said in long_call.caller.said if said.label.startswith("chat-")][-1]

@@ -125,7 +125,7 @@ def test_every_line_of_a_serve_run_with_a_call_is_json_with_the_calls_context(tm
     try:
         caller = CallerScript()
         caller.keys(1.0, "1")  # over the greeting: 报修
-        caller.keys(3.0, "1")  # 「您是三号楼二单元幺幺零幺的住户吗」: yes
+        caller.keys(2.2, "1101#")  # 「为核实身份，请输入或说出您的房号」: the directory's room
         pcap = caller.write_pcap(tmp_path / "caller.pcap", 10)
         run = sipp.start("hotline_caller_hangs_up", site.sip_address, timeout=40,
                          params={"pcap": pcap, "caller": RESIDENT["phone"], "hold_ms": 8000, "bye_timeout_ms": 40000})

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
+from callcenter.web.auth import COOKIE, session_user
 from callcenter.web.context import (
     HEALTH,
     SETTINGS,
@@ -20,8 +21,10 @@ from callcenter.web.context import (
     public,
     run_db,
 )
+from callcenter.web.passwords import PASSWORDS
+from callcenter.web.security import client_address
 from callcenter.web.serialize import engineer_json, fee_json, local_iso, ticket_json, user_json
-from core import accounts, desk
+from core import accounts, audit, desk
 from core.desk import NotFound, ValidationError
 from core.store import DailyList, Engineer, FeeItem, User
 from core.tickets import (
@@ -44,7 +47,8 @@ PUBLIC_AREAS = ["电梯", "车库", "大堂", "楼道", "大门", "楼顶", "花
 @routes.get("/api/health")
 @public
 async def health(request: web.Request) -> web.Response:
-    """For monitoring: is the database reachable, and what state is each voice part in."""
+    """For monitoring: ``{"status"}`` to anyone (and 503 when sick); logged-in staff also see what
+    state the database and each voice part are in (the model's path, the lines, the jobs)."""
     try:
         await run_db(request, lambda s: s.execute(select(1)).scalar())
         database = "ok"
@@ -53,7 +57,10 @@ async def health(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"status": "ok" if database == "ok" else "degraded", "database": database}
     for name, probe in request.app[HEALTH].items():
         body[name] = probe()
-    return json_response(body, 200 if database == "ok" else 503)
+    status = 200 if database == "ok" else 503
+    if database != "ok" or await session_user(request) is None:
+        body = {"status": body["status"]}  # anonymous (or no database to tell): the state only
+    return json_response(body, status)
 
 
 @routes.get("/api/meta")
@@ -90,6 +97,10 @@ async def save_engineer(request: web.Request) -> web.Response:
     if not all(isinstance(v, str) for v in row.values()):
         raise ValidationError({k: "应为文字" for k, v in row.items() if not isinstance(v, str)})
     row = {k: v.strip() for k, v in row.items()}
+    too_long = {k: f"不能超过 {limit} 个字" for k, limit in (("name", 64), ("phone", 128), ("skills", 200))
+                if len(row[k]) > limit}
+    if too_long:
+        raise ValidationError(too_long)
 
     def work(session):
         try:
@@ -136,46 +147,71 @@ async def create_user(request: web.Request) -> web.Response:
     fields = {k: body.get(k, "") for k in ("username", "password", "role", "display_name", "engineer_name")}
     if not all(isinstance(v, str) for v in fields.values()):
         raise ValidationError({k: "应为文字" for k, v in fields.items() if not isinstance(v, str)})
+    problem = accounts.password_problem(fields["password"])
+    if problem:
+        raise ValidationError({"password": problem})
+    admin, at = current_user(request), now(request)
+    password_hash = await request.app[PASSWORDS].run(accounts.hash_password, fields["password"])
 
     def work(session):
         try:
-            user = accounts.add_user(session, fields["username"], fields["password"], fields["role"],
-                                     now(request), fields["display_name"], fields["engineer_name"])
+            user = accounts.add_user(session, fields["username"], fields["password"], fields["role"], at,
+                                     fields["display_name"], fields["engineer_name"], password_hash=password_hash)
         except accounts.AccountError as error:
-            raise ValidationError({"username": str(error)}) from None
+            field = "engineer_name" if "维修人员" in str(error) else "username"
+            raise ValidationError({field: str(error)}) from None
+        audit.record(session, audit.USER_CREATED, at, username=admin.username, address=client_address(request),
+                     target=f"user:{user.id}", detail={"username": user.username, "role": str(user.role),
+                                                       "engineer_id": user.engineer_id})
         return user_json(user)
 
     user = await run_db(request, work)
-    log.info("user %s (%s) created by %s", user["username"], user["role"], current_user(request).username)
+    log.info("user %s (%s) created by %s", user["username"], user["role"], admin.username)
     return json_response(user, 201)
 
 
 @routes.patch("/api/users/{user_id}")
 @allow()
 async def change_user(request: web.Request) -> web.Response:
+    """``{active, role, engineer_name, password}``: any change logs that user out everywhere else."""
     body = await json_body(request)
     user_id = int(request.match_info["user_id"]) if request.match_info["user_id"].isdigit() else -1
+    admin, at = current_user(request), now(request)
+    errors: dict[str, str] = {}
+    if "active" in body and not isinstance(body["active"], bool):
+        errors["active"] = "应为 true 或 false"
+    if "role" in body and body["role"] not in {r.value for r in Role}:
+        errors["role"] = "未知角色"
+    if "engineer_name" in body and not isinstance(body["engineer_name"], str):
+        errors["engineer_name"] = "应为文字"
+    if "password" in body and (problem := accounts.password_problem(body["password"])):
+        errors["password"] = problem
+    if errors:
+        raise ValidationError(errors)
+    password_hash = await request.app[PASSWORDS].run(accounts.hash_password, body["password"]) \
+        if "password" in body else None
 
     def work(session):
         user = session.get(User, user_id)
         if user is None:
             raise NotFound("用户不存在")
-        if "active" in body:
-            if not isinstance(body["active"], bool):
-                raise ValidationError({"active": "应为 true 或 false"})
-            user.active = body["active"]
-        if "role" in body:
-            if body["role"] not in {r.value for r in Role}:
-                raise ValidationError({"role": "未知角色"})
-            user.role = Role(body["role"])
-        if "password" in body:
-            password = body["password"]
-            if not isinstance(password, str) or len(password) < accounts.MIN_PASSWORD_LENGTH:
-                raise ValidationError({"password": f"密码至少 {accounts.MIN_PASSWORD_LENGTH} 位"})
-            user.password_hash = accounts.hash_password(password)
-        return user_json(user)
+        if user.id == admin.id and (body.get("active") is False or body.get("role", Role.ADMIN) != Role.ADMIN):
+            raise ValidationError({"role": "不能停用自己的账号或取消自己的管理员角色"})
+        try:
+            changes = accounts.change_user(session, user, active=body.get("active"), role=body.get("role"),
+                                           engineer_name=body.get("engineer_name"), password_hash=password_hash,
+                                           keep_token=request.cookies.get(COOKIE, "") if user.id == admin.id else "")
+        except accounts.AccountError as error:
+            raise ValidationError({"engineer_name": str(error)}) from None
+        if changes:
+            audit.record(session, audit.USER_CHANGED, at, username=admin.username, address=client_address(request),
+                         target=f"user:{user.id}", detail={"username": user.username, **changes})
+        return user_json(user), changes
 
-    return json_response(await run_db(request, work))
+    user, changes = await run_db(request, work)
+    if changes:
+        log.info("user %s changed by %s: %s", user["username"], admin.username, ", ".join(changes))
+    return json_response(user)
 
 
 # --- the fee standard (manager) ---------------------------------------------------
@@ -184,10 +220,13 @@ async def change_user(request: web.Request) -> web.Response:
 def parse_fee(body: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
-    for key, required in (("code", True), ("name", True), ("category", False), ("unit", False), ("note", False)):
+    for key, required, limit in (("code", True, 24), ("name", True, 128), ("category", False, 24),
+                                 ("unit", False, 16), ("note", False, 500)):
         value = body.get(key, "")
         if not isinstance(value, str) or (required and not value.strip()):
             errors[key] = "必填" if required else "应为文字"
+        elif len(value.strip()) > limit:
+            errors[key] = f"不能超过 {limit} 个字"
         else:
             values[key] = value.strip()
     if values.get("category") and values["category"] not in CATEGORY_NAMES:

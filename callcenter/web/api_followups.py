@@ -104,7 +104,7 @@ def report_csv(report: dict[str, Any]) -> bytes:
     """One row for the month, then one per category and per engineer. UTF-8 with a BOM: without
     it Excel reads the Chinese as gibberish."""
     def row(scope: str, name: str, figures: dict[str, Any]) -> list[str]:
-        return [scope, name, *(_cell(figures[column]) for column in CSV_COLUMNS)]
+        return [scope, csv_text(name), *(_cell(figures[column]) for column in CSV_COLUMNS)]
 
     out = io.StringIO()
     writer = csv.writer(out)
@@ -113,6 +113,15 @@ def report_csv(report: dict[str, Any]) -> bytes:
     writer.writerows(row("类别", entry["name"], entry) for entry in report["by_category"])
     writer.writerows(row("维修人员", entry["name"], entry) for entry in report["by_engineer"])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+# A spreadsheet takes a cell starting with one of these for a formula (CSV injection, OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_text(value: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading formula character gets an apostrophe."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def _cell(value: Any) -> str:

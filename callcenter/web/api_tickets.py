@@ -25,6 +25,7 @@ from core.tickets import Channel, Role, Status, TransitionRequest, Urgency
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 DESK_ROLES = (Role.FRONTDESK, Role.MANAGER)
+TEXT_LIMITS = {"note": desk.NOTE_LIMIT, "reason": 500, "actual_item": 500}
 
 
 def parse_filter(query, user) -> TicketFilter:
@@ -95,8 +96,18 @@ async def create_ticket(request: web.Request) -> web.Response:
 
 
 def _visible(ticket, user) -> None:
-    if user.role == Role.ENGINEER and ticket.engineer_id != user.engineer_id:
+    if not desk.can_see(ticket, user.actor):
         raise desk.NotFound(f"维修单 {ticket.id} 不存在")
+
+
+def seen_version(body: dict[str, Any]) -> int | None:
+    """The ticket's ``version`` as the page showed it: the change is refused (409) if it moved on."""
+    version = body.pop("version", None)
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValidationError({"version": "应为整数"})
+    return version
 
 
 def ticket_id_of(request: web.Request) -> int:
@@ -129,6 +140,8 @@ def parse_transition(body: dict[str, Any], tz) -> TransitionRequest:
         value = body.get(key)
         if value is not None and not isinstance(value, str):
             errors[key] = "应为文字"
+        elif value is not None and len(value.strip()) > TEXT_LIMITS.get(key, 16):
+            errors[key] = f"不能超过 {TEXT_LIMITS.get(key, 16)} 个字"
         elif value is not None:
             setattr(request, key, value.strip() if key in ("note", "reason", "actual_item") else value)
     request.rating = request.rating or None
@@ -161,13 +174,15 @@ def parse_transition(body: dict[str, Any], tz) -> TransitionRequest:
 async def move_ticket(request: web.Request) -> web.Response:
     settings, user, at = request.app[SETTINGS], current_user(request), now(request)
     ticket_id = ticket_id_of(request)
-    move = parse_transition(await json_body(request), settings.tz)
+    body = await json_body(request)
+    seen = seen_version(body)
+    move = parse_transition(body, settings.tz)
 
     def work(session):
         ticket = desk.get_ticket(session, ticket_id)
         _visible(ticket, user)
         before = ticket.status
-        desk.transition(session, ticket, move, user.actor, at, settings)
+        desk.transition(session, ticket, move, user.actor, at, settings, seen_version=seen)
         log.info("ticket %s %s -> %s by %s", ticket.number, before, ticket.status, user.username)
         return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
 
@@ -182,10 +197,11 @@ async def correct_ticket(request: web.Request) -> web.Response:
     settings, user, at = request.app[SETTINGS], current_user(request), now(request)
     ticket_id = ticket_id_of(request)
     changes = await json_body(request)
+    seen = seen_version(changes)
 
     def work(session):
         ticket = desk.get_ticket(session, ticket_id)
-        desk.edit_ticket(session, ticket, changes, user.actor, at, settings)
+        desk.edit_ticket(session, ticket, changes, user.actor, at, settings, seen_version=seen)
         return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
 
     ticket = await run_db(request, work)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from datetime import datetime
 from typing import Callable
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import sessionmaker
 
 from callcenter.web import (
     api_admin,
+    api_audit,
     api_callout,
     api_calls,
     api_followups,
@@ -18,26 +20,37 @@ from callcenter.web import (
     auth,
     live,
     pages,
+    security,
 )
 from callcenter.web.context import CLOCK, HEALTH, SESSIONS, SETTINGS, WAKE_CALLOUTS, system_clock
+from callcenter.web.passwords import PASSWORDS, PasswordWorker
 from core.settings import Settings
 
 
 def create_app(settings: Settings, sessions: sessionmaker,
                clock: Callable[[], datetime] = system_clock) -> web.Application:
     """The console on an open database; the caller owns the engine (see callcenter.app)."""
-    app = web.Application(middlewares=[auth.errors_middleware, auth.auth_middleware],
+    app = web.Application(middlewares=[security.guard_middleware, auth.errors_middleware, auth.auth_middleware],
                           client_max_size=1024**2)
+    app.on_response_prepare.append(security.add_headers)
     app[SETTINGS] = settings
+    app[security.ALLOWED_HOSTS] = settings.web.allowed_hosts()
+    app[PASSWORDS] = PasswordWorker()
+    app[auth.CHECKING] = collections.Counter()
     app[SESSIONS] = sessions
     app[CLOCK] = clock
     app[HEALTH] = {}
     app[WAKE_CALLOUTS] = lambda: None
     app[live.FEED] = live.ChangeFeed(app)
-    for table in (auth.routes, api_tickets.routes, api_calls.routes, api_admin.routes, live.routes,
+    for table in (auth.routes, api_tickets.routes, api_calls.routes, api_admin.routes, api_audit.routes, live.routes,
                   api_roster.routes, api_callout.routes, api_followups.routes, pages.routes):
         app.add_routes(table)
     app.router.add_static("/static/", pages.STATIC, append_version=True)
     app.cleanup_ctx.append(live.feed_context)
     app.on_shutdown.append(live.close_streams)
+
+    async def close_passwords(_app):
+        app[PASSWORDS].close()
+
+    app.on_cleanup.append(close_passwords)
     return app

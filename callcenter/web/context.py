@@ -69,18 +69,55 @@ async def run_db(request: web.Request | web.Application, work: Callable[[Session
     return await asyncio.to_thread(unit)
 
 
+# Every body the API takes is a small flat object (a list of skills at most): anything bigger or
+# deeper is not ours, and is refused before it costs anything.
+MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 4
+
+
+def bad_request(message: str) -> web.HTTPBadRequest:
+    """400 with the API's JSON error body."""
+    return web.HTTPBadRequest(text=json.dumps({"error": message}, ensure_ascii=False),
+                              content_type="application/json")
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, or a 422 that says what is wrong with it."""
+    """The request's JSON object; 400 when it is too big or too deeply nested, 422 when it is not
+    a JSON object (with what is wrong)."""
     if request.content_type != "application/json":
-        # Also our CSRF guard: a cross-site form cannot send application/json without CORS.
+        # A cross-site form cannot send application/json without CORS (and see web.security).
         raise ValidationError({"_": "请求内容类型应为 application/json"})
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise bad_request(f"请求内容过大（不超过 {MAX_JSON_BYTES // 1024} KB）")
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):  # a body with no length is counted too
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise bad_request(f"请求内容过大（不超过 {MAX_JSON_BYTES // 1024} KB）")
     try:
-        body = await request.json()
+        body = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise bad_request("请求内容嵌套过深") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ValidationError({"_": "请求内容不是有效的 JSON"}) from None
     if not isinstance(body, dict):
         raise ValidationError({"_": "请求内容应为 JSON 对象"})
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise bad_request("请求内容嵌套过深")
     return body
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (a flat object is 1); without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

@@ -6,12 +6,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.audit import ACTIONS as AUDIT_ACTIONS
 from core.calls import OUTCOMES
 from core.callouts import STATE_NAMES
 from core.dispatch import OUTCOME_NAMES, Outcome, Step
 from core.followup import FOLLOWUP_STATUS_NAMES, NO_CONTACT
 from core.settings import Settings
-from core.store import CallOut, CallRecord, Engineer, FeeItem, FollowUp, Ticket, TicketEvent, User
+from core.store import AuditEntry, CallOut, CallRecord, Engineer, FeeItem, FollowUp, Ticket, TicketEvent, User
 from core.tickets import (
     CATEGORY_NAMES,
     CANCEL_REASONS,
@@ -33,7 +34,7 @@ TICKET_FIELDS = (
     "id", "number", "status", "urgency", "channel", "category", "reporter_name", "phone",
     "building", "unit", "room", "area", "description", "received_by", "is_vip", "is_paid",
     "fee_item_id", "quoted_fee", "engineer_id", "actual_item", "material_fee", "labour_fee",
-    "material_check", "customer_confirmed", "rating", "cancel_reason", "remarks",
+    "material_check", "customer_confirmed", "rating", "cancel_reason", "remarks", "version",
 )
 TICKET_TIMES = (
     "reported_at", "appointment_start", "appointment_end", "dispatched_at", "accepted_at",
@@ -88,6 +89,12 @@ def engineer_json(engineer: Engineer) -> dict[str, Any]:
 def user_json(user: User) -> dict[str, Any]:
     return {"id": user.id, "username": user.username, "display_name": user.display_name,
             "role": user.role, "engineer_id": user.engineer_id, "active": user.active}
+
+
+def audit_json(entry: AuditEntry, tz: ZoneInfo) -> dict[str, Any]:
+    return {"id": entry.id, "at": local_iso(entry.at, tz), "action": entry.action,
+            "action_name": AUDIT_ACTIONS.get(entry.action, entry.action), "username": entry.username,
+            "address": entry.address, "target": entry.target, "detail": entry.detail}
 
 
 def fee_json(item: FeeItem) -> dict[str, Any]:

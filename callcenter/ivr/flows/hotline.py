@@ -26,6 +26,7 @@ from core.callouts import latest_callout
 from core.calls import CallLog
 from core.desk import resident_by_phone
 from core.intake import DraftFacts, PhoneDrafts
+from core.numerals import compact_spaces, normalize_numbers
 from core.settings import Settings
 from core.tickets import Urgency
 from core.triage import triage
@@ -42,6 +43,8 @@ NO_VISIT_CATEGORIES = {"elevator", "public_facility"}
 # With no speech model, a description ends with # or this much silence.
 NO_MODEL_END_SILENCE = 4.0
 DESK_RING_SECONDS = 20  # 0 → front desk: how long the desk's phone rings before the caller goes on here
+# In ``confirmed``: the caller ID matched the directory and the caller gave that entry's room number.
+CALLER_ID_CONFIRMED = "caller_id_room"
 
 
 class EmergencyReply(StrEnum):
@@ -166,17 +169,16 @@ class HotlineCall:
     # -- steps -----------------------------------------------------------------------------
 
     def establish_address(self) -> None:
-        """Caller ID first; else the address by voice, read back; after two misses, by keypad."""
+        """Caller ID first, confirmed by the caller's room number; else the address by voice, read
+        back; after two misses, by keypad."""
         d, p, f = self.dialogue, self.prompts, self.facts
         resident = self.lookup_resident()
-        if resident is not None:
-            spoken = p.address(resident.building, resident.unit, resident.room)
-            if d.ask_yes_no(p.say("hotline.confirm_resident_prefix") + spoken + p["hotline.confirm_resident_suffix"]):
-                f.building, f.unit, f.room, f.area = resident.building, resident.unit, resident.room, ""
-                f.reporter_name = resident.name
-                f.confirmed.add("address")
-                self.save("来电号码匹配住户，已确认地址")
-                return
+        if resident is not None and self.knows_the_room(resident.room):
+            f.building, f.unit, f.room, f.area = resident.building, resident.unit, resident.room, ""
+            f.reporter_name = resident.name
+            f.confirmed |= {"address", CALLER_ID_CONFIRMED}
+            self.save("来电号码匹配住户，房号核对一致")
+            return
         if d.has_speech:
             for _ in range(2):
                 if self.address_said() and self.read_back_address():
@@ -191,6 +193,28 @@ class HotlineCall:
             if self.address_said() and self.read_back_address():
                 return
         self.keypad_address()
+
+    def knows_the_room(self, room: str) -> bool:
+        """A caller ID is easy to forge on VoIP, and numbers are given up and handed on: it proves
+        nothing. So the caller says (or keys) their room number and it is compared with the
+        directory's; the directory's address is never spoken to a caller who has not done so
+        (nor after: the summary says 「您登记的住址」). One answer; asked once more only if nothing
+        was understood; a wrong one goes on quietly to the ordinary address questions."""
+        d, p = self.dialogue, self.prompts
+        wanted = digits_of(room)
+        if not wanted:
+            return False
+        for attempt in range(2):
+            d.say((p["hotline.ask_again"] if attempt else b"") + p["hotline.verify_room"], barge_in=True)
+            heard = d.listen(max_seconds=10, no_input_seconds=6, keys_end="#", max_keys=8)
+            self.note_utterance("room_check", heard)
+            answer = heard.keys or digits_of(heard.text)
+            if answer:
+                matches = answer == wanted
+                log.info("call %s: caller ID in the directory; room number %s", self.call.call_id,
+                         "matches" if matches else "does not match")
+                return matches
+        return False
 
     def read_back_address(self) -> bool:
         d, p, f = self.dialogue, self.prompts, self.facts
@@ -312,7 +336,10 @@ class HotlineCall:
 
     def confirm_summary(self) -> None:
         d, p, f = self.dialogue, self.prompts, self.facts
-        summary = p.say("hotline.summary_prefix") + p.address(f.building, f.unit, f.room, f.area)
+        summary = p.say("hotline.summary_prefix")
+        # An address from the directory is not read out, even now: the caller gave the room only.
+        summary += p["hotline.registered_address"] if CALLER_ID_CONFIRMED in f.confirmed \
+            else p.address(f.building, f.unit, f.room, f.area)
         summary += p[f"pieces.cat_{f.category}"]
         if f.appointment_start:
             summary += p.when(f.appointment_start.astimezone(self.services.settings.tz), self.local_now())
@@ -387,6 +414,11 @@ class HotlineCall:
 
     def local_now(self) -> datetime:
         return self.services.clock().astimezone(self.services.settings.tz)
+
+
+def digits_of(text: str) -> str:
+    """The digits of a room number, keyed or said (「幺幺零幺」, 「一一零一室」 -> 1101)."""
+    return re.sub(r"\D", "", normalize_numbers(compact_spaces(text))) if text else ""
 
 
 def caller_number(caller: str) -> str:

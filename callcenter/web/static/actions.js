@@ -80,6 +80,7 @@ export async function actionForm(ticket, action, meta, { onDone, onCancel }) {
       labour_fee: number('labour_fee'), material_check: value('material_check'),
       customer_confirmed: form.elements.namedItem('customer_confirmed')?.checked ?? false,
       postponed_until: fromInputValue(value('postponed_until')),
+      version: ticket.version, // as shown: if somebody changed the ticket since, the server says what (409)
     };
     submit.disabled = true;
     try {

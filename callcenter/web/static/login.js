@@ -6,8 +6,11 @@ const submit = document.getElementById('login-submit');
 
 function nextPath() {
   const next = new URLSearchParams(location.search).get('next') || '/';
-  // Only a path on this site: never //other.host or a full URL.
-  return next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/';
+  // Only a path on this site. Checked as the browser will read it, not as text: browsers drop tabs and
+  // line breaks and read \ as /, so '/\t/evil.example' would otherwise lead to //evil.example.
+  if (!next.startsWith('/') || /[\u0000-\u001f\\]/.test(next)) return '/';
+  const url = new URL(next, location.origin);
+  return url.origin === location.origin ? url.pathname + url.search + url.hash : '/';
 }
 
 form.addEventListener('submit', async (event) => {

@@ -1,9 +1,10 @@
 // 统计与设置 (manager/admin): figures for a date range, the 17:00 list, the fee standard,
-// engineers, the duty roster, and (admin only) staff accounts.
+// engineers, the duty roster, and (admin only) staff accounts and the audit log.
 import {
   $, api, clearFieldErrors, dueInfo, fillSelect, fmtMoney, fmtPercent, fmtShort, fromInputValue, h, kpi, request, run,
   showFieldErrors, showPageError, startPage, statusBadge, table, todayISO, urgencyBadge, loadEngineers,
 } from '/static/app.js';
+import { setUpAudit } from '/static/audit.js';
 import { setUpFollowups } from '/static/followups.js';
 
 let meta, me, engineers = [];
@@ -317,6 +318,6 @@ run(async () => {
     $('#users').hidden = false;
     $('#users-link').hidden = false;
     setUpUserForm();
-    await loadUsers();
+    await Promise.all([loadUsers(), setUpAudit()]);
   }
 });

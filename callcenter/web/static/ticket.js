@@ -235,7 +235,8 @@ async function saveEdit(event) {
     form.querySelector('.form-error').textContent = '没有修改任何内容';
     return;
   }
-  const { status, data } = await request(`/api/tickets/${ticket.id}`, { method: 'PATCH', body: changes });
+  // With the version the form was filled from: a change somebody made meanwhile is not overwritten (409).
+  const { status, data } = await request(`/api/tickets/${ticket.id}`, { method: 'PATCH', body: { ...changes, version: ticket.version } });
   if (status === 200) {
     ticket = data;
     closeEditor();
