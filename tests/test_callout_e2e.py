@@ -67,10 +67,11 @@ class Phone:
     name: str
     run: SippRun
     capture: RtpCapture
+    pbx: str  # the PBX's address
 
     @property
     def contact(self) -> str:
-        return f"uas-{self.run.port}"  # tests/support/kamailio.cfg relays uas-PORT to 127.0.0.1:PORT
+        return f"sip:uas-{self.run.port}@{self.pbx}"  # tests/support/kamailio.cfg relays uas-PORT to 127.0.0.1:PORT
 
     def invites(self) -> int:
         return len(self.run.received("INVITE"))
@@ -102,7 +103,7 @@ class Site:
             pcap = self.tmp_path / f"phone-{random.getrandbits(32):08x}.pcap"
             params["pcap"] = (script or CallerScript()).write_pcap(pcap, length)
         run = self.sipp.start(scenario, calls=calls, timeout=TEST_TIME_LIMIT, params=params).wait_ready()
-        phone = Phone(name, run, capture)
+        phone = Phone(name, run, capture, self.proxy.address)
         self.phones.append(phone)
         return phone
 
@@ -111,7 +112,7 @@ class Site:
         if given: else callout.ring_seconds); their ids by name."""
         with self.sessions() as session, session.begin():
             for phone in phones:
-                session.add(Engineer(name=phone.name, phone=phone.contact))
+                session.add(Engineer(name=phone.name, sip_uri=phone.contact))
             session.flush()
             chain = ">".join(phone.name + (f":{ring_seconds}" if ring_seconds else "") for phone in phones)
             roster_store.replace_shifts(session, [{"name": "全天", "weekdays": "1-7", "start": "00:00",

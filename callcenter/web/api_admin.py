@@ -44,16 +44,20 @@ PUBLIC_AREAS = ["电梯", "车库", "大堂", "楼道", "大门", "楼顶", "花
 @routes.get("/api/health")
 @public
 async def health(request: web.Request) -> web.Response:
-    """For monitoring: is the database reachable, and what state is each voice part in."""
+    """For monitoring: is the database reachable, and what state is each voice part in. A part
+    whose probe says ``"up": false`` (a telephone line not registered or listening) makes the
+    whole "degraded" and the answer 503, with the body saying why."""
     try:
         await run_db(request, lambda s: s.execute(select(1)).scalar())
         database = "ok"
     except Exception as error:  # report, don't raise: health must answer even when sick
         database = f"error: {type(error).__name__}"
-    body: dict[str, Any] = {"status": "ok" if database == "ok" else "degraded", "database": database}
+    body: dict[str, Any] = {"database": database}
     for name, probe in request.app[HEALTH].items():
         body[name] = probe()
-    return json_response(body, 200 if database == "ok" else 503)
+    healthy = database == "ok" and not any(isinstance(part, dict) and part.get("up") is False
+                                           for part in body.values())
+    return json_response({"status": "ok" if healthy else "degraded", **body}, 200 if healthy else 503)
 
 
 @routes.get("/api/meta")

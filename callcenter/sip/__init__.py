@@ -1,0 +1,1 @@
+"""Our SIP user agent (placeholder docstring)."""
