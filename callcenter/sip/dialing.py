@@ -20,7 +20,7 @@ from callcenter.sip.errors import DialError, SipError
 from callcenter.sip.message import SipMessage, encode, new_branch, new_call_id
 from callcenter.sip.sdp import SdpError, parse_sdp, session_description
 from callcenter.sip.transaction import TRANSACTION_TIMEOUT, ClientTransaction
-from callcenter.sip.uri import Address, SipUri, resolve, uri_of, user_of
+from callcenter.sip.uri import Address, SipUri, resolve, user_of
 
 if TYPE_CHECKING:
     from callcenter.sip.agent import UserAgent
@@ -165,13 +165,9 @@ def _established(agent: UserAgent, call: SipCall, invite: ClientTransaction, res
     the ACK, and the callee hung up after 32 s), Contact and reversed Record-Route (RFC 3261
     §12.1.2), and the ACK is built from them (§13.2.2.4). Unusable answers are ACKed and hung up."""
     with call.lock:
-        call.remote_party = response.value("To")
-        call.remote_tag = response.to_tag
-        call.remote_target = uri_of(response.value("Contact")) or uri_of(call.remote_party)
-        call.route_set = list(reversed(response.values("Record-Route")))
         with agent._lock:
             agent._peer_hosts.subtract(call.peer_hosts)
-            call.learn_peers()
+            call.take_answer(response)
             agent._peer_hosts.update(call.peer_hosts)
         call.state = CallState.ANSWERED  # from here on, hanging up means a BYE
         call.acked.set()

@@ -120,6 +120,15 @@ class SipCall:
         call.learn_peers()
         return call
 
+    def take_answer(self, response: SipMessage) -> None:
+        """Our INVITE's 2xx makes the dialog (RFC 3261 §12.1.2): the callee's To with its tag (the ACK
+        must carry it), its Contact as the remote target, the Record-Route reversed as the route set."""
+        self.remote_party = response.value("To")
+        self.remote_tag = response.to_tag
+        self.remote_target = uri_of(response.value("Contact")) or uri_of(self.remote_party)
+        self.route_set = list(reversed(response.values("Record-Route")))
+        self.learn_peers()
+
     def learn_peers(self) -> None:
         """The hosts that may send requests in this dialog: the peer, its Contact, its first Route."""
         hosts = {self.peer[0]} if self.peer else set()

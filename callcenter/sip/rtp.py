@@ -89,18 +89,22 @@ class RtpStream:
     def stop(self) -> None:
         """Stop both threads, then take what is still in the socket: a caller's last words before BYE."""
         self._running = False
+        if self._sock is None:
+            return
+        try:
+            self._sock.sendto(b"", self._sock.getsockname())  # the receive thread wakes at once
+        except OSError:
+            pass
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(1)
-        if self._sock is None:
-            return
         self._sock.setblocking(False)
         while True:
             try:
                 data, source = self._sock.recvfrom(2048)
             except OSError:
                 break
-            if self._accepts(source):
+            if data and self._accepts(source):
                 self._take(data, time.monotonic())
         self._sock.close()
 
@@ -118,6 +122,8 @@ class RtpStream:
                     return
                 time.sleep(0.01)  # e.g. an ICMP error for our own sends: keep receiving
                 continue
+            if not self._running:
+                return  # stop() drains what is left
             if self._accepts(source):
                 self._last_heard = time.monotonic()
                 self._take(data, self._last_heard)

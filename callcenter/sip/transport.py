@@ -70,11 +70,19 @@ class SipEndpoint:
     def stop(self) -> None:
         self._running = False
         if self._thread and self._thread is not threading.current_thread():
+            self._wake()
             self._thread.join(2)
         if self.timers:
             self.timers.stop()
         if self._sock:
             self._sock.close()
+
+    def _wake(self) -> None:
+        """An empty datagram to ourselves: the receive loop sees it is to stop without waiting out its timeout."""
+        try:
+            self._sock.sendto(b"", self._sock.getsockname())
+        except OSError:
+            pass
 
     @property
     def started(self) -> bool:
@@ -122,6 +130,8 @@ class SipEndpoint:
                 log.debug("line %s: SIP socket error: %s", self.name, error)
                 time.sleep(0.01)
                 continue
+            if not self._running:
+                return
             try:
                 self.dispatch(data, source)
             except Exception:  # nothing a datagram does may end this loop

@@ -28,8 +28,8 @@ def parse_host_port(text: str, default_port: int = 5060) -> Address:
     """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (host, port); ValueError if malformed."""
     text = text.strip()
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ("" if not rest else None)
+        host, bracket, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("" if bracket and not rest else None)
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
     else:
