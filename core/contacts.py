@@ -66,8 +66,8 @@ def _sip_problem(uri: str) -> str:
     if semicolon and not _PARAMS.fullmatch(";" + params):
         return "参数无效 / bad URI parameters"
     if hostport.startswith("["):
-        host, _, port = hostport[1:].partition("]")
-        if port and not port.startswith(":"):
+        host, bracket, port = hostport[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
             return "端口无效 / bad port"
         port = port[1:]
         try:

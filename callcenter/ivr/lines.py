@@ -181,6 +181,14 @@ class Line:
         RegistrationError: wrong password, no answer ...), but the line keeps trying by itself."""
         self._agent.start(timeout)
 
+    def begin(self) -> None:
+        """``start`` without waiting: the line comes up (and stays up) on its own thread."""
+        self._agent.begin()
+
+    def first_outcome(self, timeout: float) -> Exception | None:
+        """How the line's first try to come up went: its failure, or None (up, or still trying)."""
+        return self._agent.first_outcome(timeout)
+
     def stop(self) -> None:
         """Hang up every call, unregister, close the sockets; wait briefly for the flows to return."""
         self._agent.stop()

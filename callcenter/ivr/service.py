@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import fields
 from typing import Any, Callable
 
@@ -65,6 +66,7 @@ def recognizer_factory(model, settings: Settings) -> Callable[[list[str] | None]
 # How a call refused before any flow ran is recorded; others (488 no common codec, 503 no thread) failed.
 REFUSED_OUTCOMES = {486: "busy", 403: "rejected"}
 REFUSALS_QUEUED = 500  # refused calls waiting for their record; beyond it they are counted, not queued
+START_WAIT = 6.0  # seconds the service's start waits for its lines' first outcome (a REGISTER times out in 5)
 
 
 class Telephony:
@@ -116,12 +118,15 @@ class Telephony:
         self._recorder.start()
         if not self.lines:
             log.info("no telephone lines configured: running the web console alone")
+        for line in self.lines:  # all at once: one slow registrar does not hold up the others
+            line.begin()
+        deadline = time.monotonic() + START_WAIT
         for line in self.lines:
-            try:
-                line.start()
+            error = line.first_outcome(max(0.0, deadline - time.monotonic()))
+            if error is None and line.up:
                 log.info("line %s (%s) on %s:%d: %s", line.name, line.config.mode, *line.bound_address, line.status)
-            except Exception as error:
-                log.error("line %s is not up yet (%s); it keeps trying", line.name, error)
+            else:
+                log.error("line %s is not up yet (%s); it keeps trying", line.name, error or line.status)
 
     def stop(self) -> None:
         for line in self.lines:
@@ -130,7 +135,10 @@ class Telephony:
             except Exception:
                 log.exception("line %s: stopping failed", line.name)
         if self._recorder.is_alive():
-            self._refusals.put(None)
+            try:
+                self._refusals.put(None, timeout=5)
+            except queue.Full:
+                pass
             self._recorder.join(5)
         if self._refusals_dropped:
             log.warning("%d refused calls were not recorded (more than %d waiting)", self._refusals_dropped,

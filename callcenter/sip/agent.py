@@ -107,9 +107,20 @@ class UserAgent:
     def start(self, timeout: float = 5.0) -> None:
         """Start the keeper; wait up to ``timeout`` s for its first outcome and raise it if it failed
         (SipError, RegistrationError). The keeper keeps trying either way, until ``stop``."""
-        self._start_keeper()
-        if self._first_outcome.wait(timeout + 1.0) and self._first_error is not None:
-            raise self._first_error
+        self.begin()
+        error = self.first_outcome(timeout + 1.0)
+        if error is not None:
+            raise error
+
+    def begin(self) -> None:
+        """Start the keeper and return at once (``first_outcome`` tells how its first try went)."""
+        if self._keeper is None:
+            self._start_keeper()
+
+    def first_outcome(self, timeout: float) -> Exception | None:
+        """The first try's failure, or None when it succeeded or has not ended within ``timeout`` s."""
+        self._first_outcome.wait(timeout)
+        return self._first_error
 
     def _start_keeper(self) -> None:
         self._keeper = threading.Thread(target=self._keep, name=f"sip-line {self.name}", daemon=True)
