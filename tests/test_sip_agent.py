@@ -545,3 +545,45 @@ def test_encode_counts_the_body_in_bytes():
     message = SipMessage.parse(encode("OPTIONS sip:a SIP/2.0", ["Via: SIP/2.0/UDP h;branch=z9hG4bK1", "From: <sip:a>;tag=1",
                                                                  "To: <sip:b>", "Call-ID: x", "CSeq: 1 OPTIONS"], "水"))
     assert message.content == "水".encode()
+
+
+def test_a_bridge_ends_when_one_side_goes_silent():
+    """A caller whose phone vanishes without a BYE (no more RTP) while bridged to the desk: the
+    hotline's leg ends for lack of media, the bridge with it, and the desk's leg is hung up."""
+    from callcenter.ivr.bridge import bridge
+
+    lines, seen = [], {}
+
+    def make(name, on_call=None, **config) -> Line:
+        rtp = free_udp_ports(8)
+        line = Line(LineConfig(name, mode="trunk", listen=f"{LOOPBACK}:{free_udp_ports()}", allow=[LOOPBACK],
+                               rtp_ports=(rtp, rtp + 7), **config), on_call)
+        line.start()
+        lines.append(line)
+        return line
+
+    def desk_answers(call):
+        call.answer()
+        call.ended.wait(10)
+        seen["desk"] = call.end_reason
+
+    def hotline(call):
+        call.answer()
+        desk = call.line.dial(f"sip:desk@{desk_line.config.listen}", timeout=5)
+        bridge(call, desk)
+        desk.hangup()
+        seen["caller"] = (call.end_outcome, call.end_reason)
+
+    desk_line = make("desk", desk_answers)
+    hub = make("hub", hotline, rtp_timeout_seconds=0.5)
+    phone = make("phone")
+    try:
+        caller = phone.dial(f"sip:hotline@{hub.config.listen}", timeout=5)
+        assert wait_for(lambda: len(hub.calls) == 2, timeout=3)  # the caller's leg and the desk's
+        caller._session.stream.stop()  # the phone is gone: no more RTP, no BYE
+        assert wait_for(lambda: "desk" in seen and "caller" in seen, timeout=5), seen
+        assert seen["caller"][0] == "media_timeout" and seen["desk"] == "hung up by the other side"
+        assert wait_for(lambda: hub.calls == [] and desk_line.calls == [])
+    finally:
+        for line in lines:
+            line.stop()
