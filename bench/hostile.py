@@ -154,6 +154,7 @@ class Service:
                                     max_calls=calls + 5, rtp_ports=(rtp, rtp + 2 * calls + 19)),
                          on_call=lambda call: answer_hotline(call, services))
         self.line.start()
+        self.sipp = Sipp(work)
 
     def counts(self) -> tuple[int, int]:
         with self.sessions() as session:
@@ -186,7 +187,7 @@ def round_of(service: Service, work: Path, args, calls: int, attack: bool = True
         caller.keys(18.5, "#")
         caller.keys(22.0, "1")
         pcap = caller.write_pcap(work / "caller.pcap", 50)
-        run = Sipp(work).start("hotline_caller", line.config.listen, port=free_udp_ports(), calls=calls, timeout=120,
+        run = service.sipp.start("hotline_caller", line.config.listen, port=free_udp_ports(), calls=calls, timeout=120,
                                params={"pcap": pcap, "caller": RESIDENT["phone"], "bye_timeout_ms": 90000,
                                        "media_ip": LOOPBACK, "media_port": receiver.port})
         time.sleep(1)  # the calls are up: the flood lands on a busy line
