@@ -444,7 +444,7 @@ def registrar():
 def register_line(server, **options) -> UserAgent:
     rtp = free_udp_ports(4)
     agent = UserAgent("pbx", (LOOPBACK, free_udp_ports()), user="8001", password="secret", mode="register",
-                      server=server, rtp_ports=(rtp, rtp + 3), retry_interval=1.0, keepalive_interval=0.2, **options)
+                      server=server, rtp_ports=(rtp, rtp + 3), retry_interval=0.5, keepalive_interval=0.2, **options)
     agent.registration.timeout = 0.3
     return agent
 
@@ -468,7 +468,7 @@ def test_a_register_line_keeps_trying_whatever_goes_wrong_then_answers_sha256(re
         line.stop()
     assert any("no reply" in e for e in seen) and any("403" in e for e in seen) and any("503" in e for e in seen)
     gaps = [b - a for a, b in zip(pbx.attempts, pbx.attempts[1:])]
-    assert len(pbx.attempts) == 5 and max(gaps) <= 1.0 + 0.3 + 0.3  # never longer than retry_interval apart
+    assert len(pbx.attempts) == 5 and max(gaps) <= 0.5 + 0.3 + 0.3  # never longer than retry_interval apart
 
 
 def test_a_registrar_that_forgets_us_gets_us_back_at_once(registrar):
@@ -476,9 +476,10 @@ def test_a_registrar_that_forgets_us_gets_us_back_at_once(registrar):
     line = register_line(pbx.address)
     try:
         line.start(timeout=2)
-        assert line.current_status().state == "registered" and len(pbx.attempts) == 1
+        assert line.current_status().state == "registered" and pbx.bound
+        registrations = len(pbx.attempts)
         pbx.forget_everyone()  # a PBX restart: the location table is empty
-        assert wait_for(lambda: len(pbx.attempts) == 2 and pbx.bound, timeout=3)
+        assert wait_for(lambda: len(pbx.attempts) > registrations and pbx.bound, timeout=3)
         assert wait_for(lambda: line.current_status().state == "registered")
     finally:
         line.stop()

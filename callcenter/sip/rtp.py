@@ -49,6 +49,7 @@ class RtpStream:
         self._sock: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._running = False
+        self._stopped = threading.Event()
         self._retarget(remote)
 
     def _retarget(self, remote: RemoteMedia) -> None:
@@ -89,6 +90,7 @@ class RtpStream:
     def stop(self) -> None:
         """Stop both threads, then take what is still in the socket: a caller's last words before BYE."""
         self._running = False
+        self._stopped.set()
         if self._sock is None:
             return
         try:
@@ -188,7 +190,8 @@ class RtpStream:
             next_send += FRAME_SECONDS
             delay = next_send - time.monotonic()
             if delay > 0:
-                time.sleep(delay)
+                if self._stopped.wait(delay):  # a sleep that ``stop`` cuts short
+                    return
             elif delay < -0.2:
                 next_send = time.monotonic()  # fell far behind: do not burst to catch up
 
