@@ -243,11 +243,13 @@ def report(title: str, r: dict) -> bool:
     for phase in ("before", "flood", "bombs", "after") if attacked else ("before", "after"):
         label = {"flood": "during the flood", "bombs": "right after the bombs"}.get(phase, phase)
         print(f"  OPTIONS {label:22s} {stats(samples, *r[phase])}")
-    print(f"  hostile datagrams sent {r['sent']}, turned away by the line {r['turned']}")
-    print(f"  rows left by hostile traffic: {r['rows'][0]} call records, {r['rows'][1]} tickets")
-    print(f"  memory growth {r['rss']:.1f} MB over the flood and bombs ({r['rss_round']:.1f} MB over the whole round"
-          f"{', the calls included' if r['calls'] else ''}); CPU {1000 * r['cpu_per_1000']:.1f} ms per 1,000 hostile "
-          f"datagrams")
+    if attacked:
+        print(f"  hostile datagrams sent {r['sent']}, turned away by the line {r['turned']} (the rest the kernel "
+              f"dropped: 64 KB bombs behind a flood overflow the socket buffer)")
+        print(f"  rows left by hostile traffic: {r['rows'][0]} call records, {r['rows'][1]} tickets")
+        print(f"  memory growth {r['rss']:.1f} MB over the flood and bombs ({r['rss_round']:.1f} MB over the whole "
+              f"round{', the calls included' if r['calls'] else ''}); CPU {1000 * r['cpu_per_1000']:.1f} ms per "
+              f"1,000 hostile datagrams")
     ok = during <= 50 and after_bombs <= 200 and max(r["rows"]) <= 5 and r["rss"] < 20
     if r["calls_clean"] is not None:
         code, right, whole, gap = r["calls_clean"]
@@ -255,8 +257,9 @@ def report(title: str, r: dict) -> bool:
         print(f"  {r['calls']} calls: sipp exit {code}, tickets right {right}, prompts whole {whole}, "
               f"largest RTP gap {gap:.0f} ms -> {'clean' if clean else 'NOT CLEAN'}")
         ok = ok and clean
-    print(f"  goals (OPTIONS <= 50 ms during, <= 200 ms after the bombs, <= 5 rows, < 20 MB"
-          f"{', calls clean' if r['calls_clean'] else ''}): {'met' if ok else 'NOT MET'}")
+    if attacked:
+        print(f"  goals (OPTIONS <= 50 ms during, <= 200 ms after the bombs, <= 5 rows, < 20 MB"
+              f"{', calls clean' if r['calls_clean'] else ''}): {'met' if ok else 'NOT MET'}")
     return ok
 
 
