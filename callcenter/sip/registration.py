@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from callcenter.sip.digest import answer_challenge, is_stale
 from callcenter.sip.errors import RegistrationError, SipError
 from callcenter.sip.message import SipMessage, encode, new_branch, new_call_id, new_tag
-from callcenter.sip.uri import Address, header_params, param, resolve, uri_of
+from callcenter.sip.uri import Address, SipUri, header_params, param, resolve, uri_of
 
 if TYPE_CHECKING:
     from callcenter.sip.agent import UserAgent
@@ -81,8 +81,15 @@ class Registration:
     def still_bound(self) -> bool:
         """Ask the registrar for our bindings; is our Contact among them? RegistrationError if no answer."""
         response = self._exchange(None, min(self.timeout, max(0.5, 2 * self.keepalive_interval)))
-        ours = uri_of(self.agent.contact)
-        return any(uri_of(contact) == ours for contact in response.values("Contact"))
+        return any(self._ours(contact) for contact in response.values("Contact"))
+
+    def _ours(self, contact: str) -> bool:
+        """Our Contact as the registrar lists it: the same user, host and port (it may add parameters)."""
+        try:
+            theirs, ours = SipUri.parse(uri_of(contact)), SipUri.parse(uri_of(self.agent.contact))
+        except ValueError:
+            return False
+        return (theirs.user, theirs.host.lower(), theirs.address[1]) == (ours.user, ours.host.lower(), ours.address[1])
 
     def register(self, timeout: float | None = None, expires: int | None = None) -> int:
         """One REGISTER exchange, digest challenges included; the expiry the registrar granted."""
@@ -132,10 +139,9 @@ class Registration:
         raise RegistrationError(f"line {name}: {self.where} keeps challenging {what} for {self.user}")
 
     def _granted_expiry(self, response: SipMessage, requested: int) -> int:
-        ours = uri_of(self.agent.contact)
         for contact in response.values("Contact"):
             granted = param(header_params(contact), "expires")
-            if uri_of(contact) == ours and granted.isdigit():
+            if self._ours(contact) and granted.isdigit():
                 return int(granted)
         header = response.value("Expires")
         return int(header) if header.isdigit() else requested
