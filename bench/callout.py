@@ -81,10 +81,10 @@ def site(directory: Path, proxy: Kamailio, ring_seconds: int):
     return settings, make_session_factory(engine)
 
 
-def on_duty(sessions, phones: dict[str, SippRun]) -> None:
+def on_duty(sessions, phones: dict[str, SippRun], proxy: Kamailio) -> None:
     with sessions() as session, session.begin():
-        for name, run in phones.items():
-            session.add(Engineer(name=name, phone=f"uas-{run.port}"))
+        for name, run in phones.items():  # tests/support/kamailio.cfg relays uas-PORT to 127.0.0.1:PORT
+            session.add(Engineer(name=name, sip_uri=f"sip:uas-{run.port}@{proxy.address}"))
         session.flush()
         roster_store.replace_shifts(session, [{"name": "全天", "weekdays": "1-7", "start": "00:00", "end": "00:00",
                                                "skill": "", "chain": ">".join(phones)}])
@@ -96,7 +96,7 @@ def emergency_rings(directory: Path, proxy: Kamailio, sipp: Sipp, calls: int) ->
     with sessions() as session, session.begin():
         session.add(Resident(**RESIDENT))
     engineer = sipp.start("callee_rings", calls=calls, timeout=60 * calls).wait_ready()
-    on_duty(sessions, {"张工": engineer})
+    on_duty(sessions, {"张工": engineer}, proxy)
     burst = voice(BURST, directory)
     seconds = len(burst) / 16000
     scripts = SpokenScripts(*[[(0.8, "partial", "厨房"), (1.6, "partial", "厨房 水管"), (WORD_AT, "partial", "厨房 水管 爆 了"),
@@ -137,7 +137,7 @@ def third_person(directory: Path, proxy: Kamailio, sipp: Sipp, ring_seconds: int
     settings, sessions = site(directory / "chain", proxy, ring_seconds)
     phones = {name: sipp.start("callee_rings", timeout=3 * ring_seconds + 60).wait_ready()
               for name in ("张工", "李工", "王主管")}
-    on_duty(sessions, phones)
+    on_duty(sessions, phones, proxy)
     now = datetime.now(timezone.utc)
     facts = NewTicket(description="厨房水管爆了", building="3", unit="2", room="1101", category="plumbing",
                       urgency=Urgency.EMERGENCY, channel=Channel.PHONE, reported_at=now)

@@ -135,8 +135,8 @@ def main() -> None:
     logging.getLogger("callcenter.asr").setLevel(logging.ERROR)  # the Korean model knows no 是/不是: said per listen
     rounds = [int(n) for n in args.calls.split(",")]
     if args.queue_frames:
-        from callcenter.ivr import sipfix
-        sipfix.OUTGOING_FRAMES = args.queue_frames
+        from callcenter.sip import rtp
+        rtp.OUTGOING_FRAMES = args.queue_frames
 
     work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     base = load_settings(environ={"CALLCENTER_DATA_DIR": str(work / "data")})
@@ -180,9 +180,9 @@ def main() -> None:
     sipp = Sipp(work)
     run = None
     best = 0
-    from callcenter.ivr import sipfix
+    from callcenter.sip import rtp
     print(f"engine {args.engine}: {text!r} ({seconds:.2f} s of speech); {os.cpu_count()} cores; SQLite; "
-          f"{sipfix.OUTGOING_FRAMES} frames queued ahead of the RTP sender")
+          f"{rtp.OUTGOING_FRAMES} frames queued ahead of the RTP sender")
     try:
         before = cpu_seconds()
         time.sleep(2)

@@ -115,7 +115,7 @@ def build_app(settings: Settings) -> web.Application:
     app[HEALTH]["asr"] = lambda: {"state": speech.state, "message": speech.message}
     voice = build_voice(settings, sessions, recognizer_factory(model, settings))
     telephony = voice.telephony
-    app[HEALTH]["lines"] = telephony.health
+    app[HEALTH]["telephony"] = telephony.health  # {"up": false, ...} makes /api/health degraded (503)
     app[WAKE_CALLOUTS] = voice.callouts.wake  # the desk's 紧急派单 and its stop ring (or hang up) at once
 
     async def run_telephony(_app):

@@ -20,6 +20,7 @@ OUTCOMES = {
     "in_progress": "通话中",
     "completed": "完成",
     "caller_hung_up": "来电方挂机",
+    "media_timeout": "语音中断（收不到对方语音包）",  # no RTP for rtp_timeout_seconds: the line ended the call
     "no_input": "无应答输入",
     "transferred": "已转前台",
     "busy": "线路忙（已拒接）",

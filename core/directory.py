@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from core.contacts import ContactError, check_contact, is_sip_address
 from core.desk import PHONE_PATTERN, normalise_phone
 from core.store import Engineer, Resident
 
@@ -78,10 +79,11 @@ def import_engineers(session: Session, rows: list[dict[str, str]]) -> ImportResu
         name = row["name"]
         if not name:
             raise DirectoryError(f"第 {line} 行: 缺少姓名")
-        contact = row["phone"]
-        is_sip = contact.lower().startswith("sip:")
-        if not is_sip and not PHONE_PATTERN.match(normalise_phone(contact)):
-            raise DirectoryError(f"第 {line} 行: 电话号码或 SIP 地址无效 {contact!r}")
+        try:
+            contact = check_contact(row["phone"])
+        except ContactError as error:
+            raise DirectoryError(f"第 {line} 行: {error}") from None
+        is_sip = is_sip_address(contact)
         engineer = session.scalar(select(Engineer).where(Engineer.name == name))
         if engineer is None:
             engineer = Engineer(name=name)
@@ -89,7 +91,7 @@ def import_engineers(session: Session, rows: list[dict[str, str]]) -> ImportResu
             result.added += 1
         else:
             result.updated += 1
-        engineer.phone = "" if is_sip else normalise_phone(contact)
+        engineer.phone = "" if is_sip else contact
         engineer.sip_uri = contact if is_sip else ""
         engineer.skills = [s.strip() for s in row["skills"].split(";") if s.strip()]
         engineer.active = True

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import dispatch
+from core.contacts import is_valid_contact
 from core.desk import Actor, NotFound
 from core.roster import (
     Gap,
@@ -43,10 +44,16 @@ def load_roster(session: Session, settings: Settings, since: datetime | None = N
         shifts=tuple(shift_pattern(shift) for shift in session.scalars(select(Shift).order_by(Shift.id))),
         overrides=tuple(Override(o.starts_at, o.ends_at, o.replaced_id, o.substitute_id, o.id)
                         for o in session.scalars(overrides.order_by(RosterOverride.id))),
-        people={e.id: Person(e.id, e.name, e.phone or e.sip_uri, e.active) for e in session.scalars(select(Engineer))},
+        people={e.id: Person(e.id, e.name, reachable(e), e.active) for e in session.scalars(select(Engineer))},
         tz=settings.tz,
         ring_seconds=settings.callout.ring_seconds,
     )
+
+
+def reachable(engineer: Engineer) -> str:
+    """The engineer's contact if it can be rung (core/contacts.py), else "" (passed over like no number)."""
+    contact = engineer.phone or engineer.sip_uri
+    return contact if contact and is_valid_contact(contact) else ""
 
 
 def upcoming_gaps(roster: Roster, now: datetime, settings: Settings, days: int = 7) -> list[Gap]:
@@ -144,7 +151,7 @@ def add_override(session: Session, starts_at: datetime, ends_at: datetime, repla
             raise RosterError("顶班人员不能是被替换的人")
         if not substitute.active:
             raise RosterError(f"维修人员「{substitute.name}」已停用")
-        if not (substitute.phone or substitute.sip_uri):
+        if not reachable(substitute):
             raise RosterError(f"维修人员「{substitute.name}」没有电话或分机，无法呼叫")
     override = RosterOverride(starts_at=starts_at, ends_at=ends_at, replaced_id=replaced.id,
                               substitute_id=substitute.id if substitute else None, note=note.strip(),

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
+from core.contacts import ContactError, check_contact
+
 ENV_PREFIX = "CALLCENTER_"
 
 
@@ -99,6 +101,14 @@ class AsrSettings:
     max_utterance_seconds: float = 30.0
 
 
+def _contact(name: str, value: str) -> None:
+    """A number or SIP address that will be rung (core/contacts.py), refused here if it cannot be."""
+    try:
+        check_contact(value)
+    except ContactError as error:
+        raise SettingsError(f"{name}: {error}") from None
+
+
 @dataclass(frozen=True)
 class HotlineSettings:
     # While the front desk is staffed, 0 transfers the caller to this extension.
@@ -106,6 +116,10 @@ class HotlineSettings:
     desk_hours: tuple[str, ...] = ("08:30-17:30",)
     max_description_seconds: float = 45.0
     no_input_seconds: float = 6.0
+
+    def __post_init__(self) -> None:
+        if self.desk_extension:
+            _contact("hotline.desk_extension", self.desk_extension)
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,10 @@ class CalloutSettings:
             raise SettingsError("callout.ring_seconds 应为正整数 / must be at least 1")
         if self.rounds < 1:
             raise SettingsError("callout.rounds 至少为 1 / must be at least 1")
+        if self.last_resort:
+            _contact("callout.last_resort", self.last_resort)
+        for contact in self.alert_contacts:
+            _contact("callout.alert_contacts", contact)
         for entry in self.category_skills:
             category, _, skill = entry.partition("=")
             if not category.strip() or not skill.strip():

@@ -1,4 +1,4 @@
-"""G.711 companding (checked against ITU-T G.711 / G.191 values) and WAV reading of every format."""
+"""callcenter.pcm: G.711 companding (checked against ITU-T G.711 / G.191 values) and WAV reading of every format."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import wave
 
 import pytest
 
-from callcenter.asr.audio import (ALAW_DECODE, ULAW_DECODE, AudioError, alaw_to_pcm16, downmix, parse_wav,
-                                  pcm16_to_alaw, pcm16_to_ulaw, read_wav, ulaw_to_pcm16)
+from callcenter.asr.audio import AudioError, parse_wav, read_wav
+from callcenter.pcm import (ALAW_DECODE, ULAW_DECODE, alaw_to_pcm16, downmix, pcm16_to_alaw, pcm16_to_ulaw, rms,
+                            ulaw_to_pcm16)
 
 EVERY_SAMPLE = list(range(-32768, 32768))
 EVERY_SAMPLE_PCM = struct.pack(f"<{len(EVERY_SAMPLE)}h", *EVERY_SAMPLE)
@@ -104,6 +105,11 @@ def test_agrees_with_audioop_except_where_sun_code_differs_from_g191():
 def test_odd_length_pcm_is_refused():
     with pytest.raises(AudioError, match="even number"):
         pcm16_to_ulaw(b"\x00\x01\x02")
+
+
+def test_rms_of_a_full_scale_square_wave_and_of_silence():
+    assert rms(pcm(32767, -32767) * 80) == pytest.approx(32767) and rms(bytes(320)) == 0.0 and rms(b"") == 0.0
+    assert rms(pcm(3000, -3000) + b"\x01") == pytest.approx(3000)  # a stray odd byte is ignored
 
 
 def test_downmix_averages_channels():

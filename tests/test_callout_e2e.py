@@ -33,6 +33,7 @@ import pytest
 from sqlalchemy import select
 
 from callcenter.app import Voice, build_voice
+from callcenter.sip import uri as sip_uri
 from core import callouts, desk, migrate, roster_store
 from core.desk import Actor, NewTicket
 from core.dispatch import ANSWERED_CALL_SECONDS
@@ -67,10 +68,11 @@ class Phone:
     name: str
     run: SippRun
     capture: RtpCapture
+    pbx: str  # the PBX's address
 
     @property
     def contact(self) -> str:
-        return f"uas-{self.run.port}"  # tests/support/kamailio.cfg relays uas-PORT to 127.0.0.1:PORT
+        return f"sip:uas-{self.run.port}@{self.pbx}"  # tests/support/kamailio.cfg relays uas-PORT to 127.0.0.1:PORT
 
     def invites(self) -> int:
         return len(self.run.received("INVITE"))
@@ -102,7 +104,7 @@ class Site:
             pcap = self.tmp_path / f"phone-{random.getrandbits(32):08x}.pcap"
             params["pcap"] = (script or CallerScript()).write_pcap(pcap, length)
         run = self.sipp.start(scenario, calls=calls, timeout=TEST_TIME_LIMIT, params=params).wait_ready()
-        phone = Phone(name, run, capture)
+        phone = Phone(name, run, capture, self.proxy.address)
         self.phones.append(phone)
         return phone
 
@@ -111,7 +113,7 @@ class Site:
         if given: else callout.ring_seconds); their ids by name."""
         with self.sessions() as session, session.begin():
             for phone in phones:
-                session.add(Engineer(name=phone.name, phone=phone.contact))
+                session.add(Engineer(name=phone.name, sip_uri=phone.contact))
             session.flush()
             chain = ">".join(phone.name + (f":{ring_seconds}" if ring_seconds else "") for phone in phones)
             roster_store.replace_shifts(session, [{"name": "全天", "weekdays": "1-7", "start": "00:00",
@@ -134,18 +136,19 @@ class Site:
 
     # -- the service
 
-    def service_settings(self, **callout):
+    def service_settings(self, out: dict | None = None, **callout):
+        """``out``: changes to the outbound line (registered at the PBX unless told otherwise)."""
         hotline_rtp, out_rtp = free_udp_ports(40), free_udp_ports(40)
         lines = ({"name": "hotline", "mode": "trunk", "listen": f"{LOOPBACK}:{free_udp_ports()}",
                   "allow": [LOOPBACK], "rtp_ports": [hotline_rtp, hotline_rtp + 39]},
                  {"name": "out", "mode": "register", "server": self.proxy.address, "user": "callout", "flow": "none",
                   "listen": f"{LOOPBACK}:{free_udp_ports()}", "rtp_ports": [out_rtp, out_rtp + 39],
-                  "register_expires": 60})
+                  "register_expires": 60, **(out or {})})
         return replace(self.settings, lines=lines,
                        callout=replace(self.settings.callout, **{"line": "out", "rounds": 1, **callout}))
 
-    def start(self, new_recognizer=None, clock=None, hotline=None, **callout) -> Voice:
-        settings = self.service_settings(**callout)
+    def start(self, new_recognizer=None, clock=None, hotline=None, out=None, **callout) -> Voice:
+        settings = self.service_settings(out, **callout)
         if hotline:
             settings = replace(settings, hotline=replace(settings.hotline, **hotline))
         voice = build_voice(settings, self.sessions, new_recognizer,
@@ -319,6 +322,32 @@ def test_nobody_answers_so_the_last_resort_is_rung_and_the_managers_alerted(site
     assert [(r.direction, r.outcome, r.ticket_id) for r in alerts] == [("outbound", "completed", ticket)]
     assert (zhang.invites(), li.invites(), control_room.invites()) == (2, 2, 1)
     assert site.ticket(ticket).status == "draft"  # nobody has it: the desk's queue still shows it
+
+
+def test_an_engineer_whose_sip_address_does_not_resolve_is_skipped_at_once(site, monkeypatch):
+    """A contact that passes the rule but whose host does not resolve (here: a DNS server that never
+    answers; nothing leaves 127.0.0.0/8) fails its ring within a second, and the chain moves on."""
+    def dns_that_never_answers(host):
+        time.sleep(5)
+        raise OSError(-3, "Temporary failure in name resolution")
+    monkeypatch.setattr(sip_uri, "lookup", dns_that_never_answers)
+    li = site.phone("李工", "callee_rings")
+    with site.sessions() as session, session.begin():
+        session.add_all([Engineer(name="张工", sip_uri="sip:zhang@pbx.nowhere.example"),
+                         Engineer(name="李工", sip_uri=li.contact)])
+        session.flush()
+        roster_store.replace_shifts(session, [{"name": "全天", "weekdays": "1-7", "start": "00:00", "end": "00:00",
+                                               "skill": "", "chain": "张工>李工"}])
+    ticket = site.emergency_ticket()
+    # An outbound trunk with no server dials a sip: URI itself (looking up its host), here through the PBX.
+    voice = site.start(out={"mode": "trunk", "server": None, "allow": [LOOPBACK]})
+    started = time.monotonic()
+    site.start_callout(ticket, voice)
+    site.wait_for("李工's phone ringing", lambda: li.invites() == 1, timeout=10)
+    assert time.monotonic() - started < 1.5
+    site.wait_for("the end of the call-out", lambda: site.callout_state(ticket) == "exhausted", timeout=20)
+    assert site.attempts(ticket) == [("张工", 1, 0, "failed"), ("李工", 1, 1, "no_answer")]
+    assert site.rang_seconds(ticket)[0] < 1.0
 
 
 # ---------------------------------------------------------------- (d) the same incident: attached, no second page

@@ -22,9 +22,6 @@ NOT_OURS = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".mypy_cach
 # A path into the development machine's shared folder or an absolute path on it. Written with a
 # character class so that this file does not match itself.
 OUTSIDE = re.compile(r"(?<![\w.-])share[d]/|(?<![\w.])/wor[k]/")
-# KNOWN EXCEPTION, for the lead to delete after merging: the SIP helper's change (issue 15) removes
-# the docstring reference to the SIP notes on the development machine from this file.
-KNOWN_OUTSIDE_REFERENCES = {"callcenter/ivr/sipfix.py"}
 
 
 def repository_text_files() -> list[Path]:
@@ -50,16 +47,9 @@ def test_no_file_points_outside_the_repository():
         name = path.relative_to(ROOT).as_posix()
         hits = [number for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
                 if OUTSIDE.search(line)]
-        if hits and name not in KNOWN_OUTSIDE_REFERENCES:
+        if hits:
             offenders[name] = hits
     assert not offenders, f"references to files a user of the product does not have (file: line numbers): {offenders}"
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN_OUTSIDE_REFERENCES))
-def test_known_exceptions_are_still_needed(name):
-    path = ROOT / name
-    assert path.is_file() and OUTSIDE.search(path.read_text()), (
-        f"{name} no longer refers outside the repository: remove it from KNOWN_OUTSIDE_REFERENCES")
 
 
 def test_the_documentation_is_part_of_the_repository():

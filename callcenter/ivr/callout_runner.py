@@ -37,7 +37,7 @@ from sqlalchemy.orm import sessionmaker
 from callcenter.ivr.bridge import Meetings
 from callcenter.ivr.flows.callout import CalledOff, EngineerCall, Job, load_job
 from callcenter.ivr.flows.hotline import EmergencyReply
-from callcenter.ivr.lines import Call, DialError, Line, SipError
+from callcenter.ivr.lines import Call, DialError, Line
 from callcenter.ivr.prompts import Prompts
 from core import callouts, desk, log_context
 from core.callouts import ACCEPTED, RINGING, CallOutError
@@ -205,8 +205,9 @@ class CalloutRunner:
         try:
             call = self._dial(step.contact, step.ring_seconds, ringer.called_off)
             log_context.note(call_id=call.call_id)
-        except SipError as error:
-            # a DialError says busy / no answer / failed; other SIP errors (no line to dial on) failed
+        except Exception as error:
+            # Whatever went wrong counts at once, so the chain moves on: a DialError says busy / no
+            # answer / failed; anything else (no line, a contact that does not resolve) failed.
             dialled_out = isinstance(error, DialError) and not ringer.called_off.is_set()
             outcome = Outcome(error.outcome) if dialled_out else Outcome.FAILED
             log.info("callout %d: %s: %s (%s)", ringer.callout_id, step.describe(), outcome.value, error)
@@ -231,6 +232,9 @@ class CalloutRunner:
             self._record(attempt_id, outcome, rang)
             if not self._stopping.is_set():
                 engineer.tell_called_off()
+        except Exception:  # the call broke under the engineer: failed, and the chain goes on
+            log.exception("callout %d: the call with %s failed", ringer.callout_id, step.describe())
+            self._record(attempt_id, Outcome.FAILED, rang)
         finally:
             call.hangup()
             self._note_call(ticket_id, step.contact, started, call, outcome, answered_at)
@@ -277,7 +281,7 @@ class CalloutRunner:
             started = self.clock()
             try:
                 call = self._dial(contact, self.settings.callout.ring_seconds, self._stopping)
-            except SipError as error:
+            except Exception as error:
                 log.error("ticket %d: alert to %s failed: %s", ticket_id, contact, error)
                 outcome = Outcome(error.outcome) if isinstance(error, DialError) else Outcome.FAILED
                 self._note_call(ticket_id, contact, started, None, outcome)

@@ -77,8 +77,9 @@ def survey_call(line: Line, phone: str, ticket_id: int, repair: RepairFacts, ser
                   at=started, ticket_id=ticket_id)
     try:
         call = line.dial(phone, timeout=ring_seconds)
-    except DialError as error:
-        outcome = error.outcome  # busy, no_answer or failed, as core.followup.record_no_contact takes them
+    except Exception as error:  # whatever went wrong: an attempt that did not reach the resident
+        # busy, no_answer or failed, as core.followup.record_no_contact takes them
+        outcome = error.outcome if isinstance(error, DialError) else "failed"
         log.info("follow-up call to %s: %s (%s)", phone, outcome, error)
         record_id = services.calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=services.clock())
         return SurveyCallResult(record_id, None, outcome)

@@ -2,10 +2,11 @@
 
     line = Line(LineConfig("main", mode="trunk", listen="127.0.0.1:5070", allow=["127.0.0.1:5060"]),
                 on_call=hotline_flow)
-    line.start()                      # register mode: raises RegistrationError (wrong password, no answer)
+    line.start()                      # raises the first failure (RegistrationError ...); keeps trying
     call = line.dial("13800138000", timeout=30)   # outbound: returns once answered, else DialError
 
-The one boundary between threads: SIP and RTP threads (``sipfix.py``, pyVoIP) never run flow code.
+The flows import from here, never from ``callcenter/sip/`` (our SIP user agent, which this wraps).
+The one boundary between threads: SIP and RTP threads (``callcenter/sip/``) never run flow code.
 They only call a Call's listener methods (``on_frame``, ``on_digit``, ``on_ended``), which put data
 into that Call's queues, its recording and its prompt's barge-in detector, and return. A flow is a
 plain blocking function on its call's own thread: ``on_call`` runs on a new thread named
@@ -26,8 +27,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from callcenter.ivr.media import CODECS, BargeInDetector, PlayOutcome, PromptPlayer, WavRecorder
-from callcenter.ivr.sipfix import (CallEnded, CallState, DialError, RefusedCall, RegistrationError, SipCall,
-                                   SipError, UserAgent, parse_host_port)
+from callcenter.sip.agent import MAX_RETRY_INTERVAL, UserAgent
+from callcenter.sip.dialog import CallState, RefusedCall, SipCall
+from callcenter.sip.errors import CallEnded, DialError, RegistrationError, SipError
+from callcenter.sip.uri import parse_host_port
 
 __all__ = ["Call", "CallEnded", "DialError", "Line", "LineConfig", "PlayOutcome", "RefusedCall", "RegistrationError",
            "SipError"]
@@ -40,8 +43,11 @@ FRAME_BUFFER = 500  # caller frames kept for a flow that is not reading: 10 s
 @dataclass(frozen=True)
 class LineConfig:
     """One SIP line. ``register``: REGISTER ``user``/``password`` at ``server`` ("host:port") and take
-    calls from it. ``trunk``: no REGISTER; take INVITEs only from ``allow`` ("ip" or "ip:port"),
-    dial through ``server`` if given. ``listen`` must be one interface address, never 0.0.0.0."""
+    calls from it. ``trunk``: no REGISTER; take INVITEs only from ``allow`` ("ip", "ip:port" or a
+    host name), dial through ``server`` if given. ``listen`` must be one interface address, never
+    0.0.0.0. RTP is taken only from the peer's SDP address, or with ``symmetric_rtp`` from the first
+    address of the peer's host that sends (callers behind NAT); ``rtp_timeout_seconds`` without any
+    ends the call (outcome ``media_timeout``); a recording stops after ``max_recording_minutes``."""
 
     name: str
     mode: str = "register"
@@ -54,8 +60,11 @@ class LineConfig:
     rtp_ports: tuple[int, int] = (20000, 20999)
     codecs: Sequence[str] = ("PCMU", "PCMA")
     register_expires: int = 300
-    keepalive_interval: float = 30.0  # OPTIONS to the registrar; 0 = off
-    retry_interval: float = 10.0  # after a failed re-registration
+    keepalive_interval: float = 30.0  # ask the registrar for our binding; 0 = off (refresh only)
+    retry_interval: float = 30.0  # the longest wait between two tries to bring the line up (at most 30)
+    symmetric_rtp: bool = True
+    rtp_timeout_seconds: float = 30.0  # 0 = never
+    max_recording_minutes: float = 120.0
     barge_in_rms: float = 1300.0
     barge_in_ms: int = 240
 
@@ -65,9 +74,19 @@ class LineConfig:
         problems = []
         if self.mode not in ("register", "trunk"):
             problems.append(f"mode must be 'register' or 'trunk', not {self.mode!r}")
-        host, _ = parse_host_port(self.listen)
-        if host in ("", "0.0.0.0", "::", "*"):
-            problems.append(f"listen must be one interface address (it goes into Via, Contact and SDP), not {host!r}")
+        try:
+            host, _ = parse_host_port(self.listen)
+            if host in ("", "0.0.0.0", "::", "*"):
+                problems.append(f"listen must be one interface address (it goes into Via, Contact and SDP), "
+                                f"not {host!r}")
+        except ValueError as error:
+            problems.append(f"listen: {error}")
+        for key, value, default in [("server", self.server, 5060)] + [("allow", a, 0) for a in self.allow]:
+            if value:
+                try:
+                    parse_host_port(value, default_port=default)
+                except ValueError as error:
+                    problems.append(f"{key}: {error}")
         if self.mode == "register" and not (self.server and self.user):
             problems.append("register mode needs server and user")
         if self.mode == "trunk" and not self.allow:
@@ -80,28 +99,35 @@ class LineConfig:
         unknown = [name for name in self.codecs if name not in CODECS]
         if unknown or not self.codecs:
             problems.append(f"codecs must be among {sorted(CODECS)}, not {list(self.codecs)}")
+        if not 0 < self.retry_interval <= MAX_RETRY_INTERVAL:
+            problems.append(f"retry_interval must be more than 0 and at most {MAX_RETRY_INTERVAL:g} s")
+        if self.rtp_timeout_seconds < 0 or self.max_recording_minutes <= 0 or self.keepalive_interval < 0:
+            problems.append("rtp_timeout_seconds and keepalive_interval must not be negative, "
+                            "max_recording_minutes must be positive")
         if problems:
             raise ValueError(f"line {self.name}: " + "; ".join(problems))
 
 
 class Line:
     def __init__(self, config: LineConfig, on_call: Callable[[Call], None] | None = None,
-                 on_refused: Callable[[RefusedCall], None] = lambda refused: None):
-        """``on_refused`` hears of every INVITE refused before a flow ran (busy, codec, not allowed,
-        no thread), from the SIP thread: it must only queue."""
+                 on_refused: Callable[[RefusedCall], None] = lambda refused: None,
+                 admit: Callable[[str], int | None] | None = None):
+        """``on_refused`` hears of every INVITE refused before a flow ran (busy, codec, refused by
+        ``admit``, no thread), from the SIP thread: it must only queue. ``admit(caller)`` is asked
+        before a new INVITE rings (on the SIP thread: answer at once): a SIP code refuses it (503
+        when this node cannot take more, so a dispatcher tries the next), None takes it."""
         self.config = config
         self.on_call = on_call
         self.on_refused = on_refused
         server = parse_host_port(config.server) if config.server else None
         allow = [parse_host_port(entry, default_port=0) for entry in config.allow]
-        if not allow and server:
-            allow = [(server[0], 0)]  # register mode: calls come from the registrar/proxy
         self._agent = UserAgent(
             config.name, parse_host_port(config.listen), user=config.user or config.name, mode=config.mode,
             server=server, password=config.password, allow=[(ip, port or None) for ip, port in allow],
             max_calls=config.max_calls, rtp_ports=config.rtp_ports, codecs=[CODECS[name] for name in config.codecs],
             register_expires=config.register_expires, keepalive_interval=config.keepalive_interval,
-            retry_interval=config.retry_interval, on_incoming=self._incoming, on_refused=on_refused)
+            retry_interval=config.retry_interval, symmetric_rtp=config.symmetric_rtp,
+            rtp_timeout=config.rtp_timeout_seconds, on_incoming=self._incoming, on_refused=on_refused, admit=admit)
         self._flows: dict[str, threading.Thread] = {}
 
     @property
@@ -118,14 +144,27 @@ class Line:
         return self._agent.endpoint.socket_address
 
     @property
+    def up(self) -> bool:
+        """Registered (register mode) or listening (trunk): able to take and make calls."""
+        return self._agent.current_status().up
+
+    @property
     def status(self) -> str:
-        """For people: "trunk", "registered", "not registered" or "registrar not answering"."""
-        registration = self._agent.registration
-        if registration is None:
-            return "trunk"
-        if not registration.reachable:
-            return "registrar not answering"
-        return "registered" if registration.registered.is_set() else "not registered"
+        """For people: "registered", "registering", "listening", "down" or "starting"."""
+        return self._agent.current_status().state
+
+    def health(self) -> dict:
+        """The line for /api/health: state, since when, the last error while not up, calls and the
+        datagrams turned away (``hostile_packets``, by reason in ``turned_away``)."""
+        status = self._agent.current_status()
+        return {"state": status.state, "mode": self.config.mode, "since": status.since.isoformat(timespec="seconds"),
+                "error": status.error or None, "calls": len(self._agent.calls),
+                "hostile_packets": self.hostile_packets, "turned_away": self._agent.guard.counts}
+
+    @property
+    def hostile_packets(self) -> int:
+        """Datagrams (SIP and RTP) this line turned away since it started."""
+        return self._agent.guard.total
 
     @property
     def registered(self) -> bool:
@@ -138,8 +177,17 @@ class Line:
         return [session.listener for session in self._agent.calls if isinstance(session.listener, Call)]
 
     def start(self, timeout: float = 5.0) -> None:
-        """Listen, and in register mode register; RegistrationError says why a registration failed."""
+        """Listen, and in register mode register. Raises the first failure (SipError: cannot listen;
+        RegistrationError: wrong password, no answer ...), but the line keeps trying by itself."""
         self._agent.start(timeout)
+
+    def begin(self) -> None:
+        """``start`` without waiting: the line comes up (and stays up) on its own thread."""
+        self._agent.begin()
+
+    def first_outcome(self, timeout: float) -> Exception | None:
+        """How the line's first try to come up went: its failure, or None (up, or still trying)."""
+        return self._agent.first_outcome(timeout)
 
     def stop(self) -> None:
         """Hang up every call, unregister, close the sockets; wait briefly for the flows to return."""
@@ -149,9 +197,16 @@ class Line:
 
     def dial(self, target: str, timeout: float = 30.0, cancel: threading.Event | None = None) -> Call:
         """Call a number (through the line's server) or a sip: URI; return once answered.
-        Raises DialError with the SIP code: busy (486), no answer within ``timeout`` (408), called
-        off by setting ``cancel`` while it rings (487), ..."""
-        session = self._agent.dial(target, timeout, lambda session: Call(self, session), cancel)
+        Raises DialError, whatever went wrong, with the SIP code when there was one: busy (486), no
+        answer within ``timeout`` (408), called off by setting ``cancel`` while it rings (487); a
+        target that does not parse or resolve fails at once."""
+        try:
+            session = self._agent.dial(target, timeout, lambda session: Call(self, session), cancel)
+        except DialError:
+            raise
+        except Exception as error:
+            log.exception("line %s: dialing %s failed", self.name, target)
+            raise DialError(f"line {self.name}: dialing {target} failed: {error}") from error
         return session.listener
 
     def _incoming(self, session: SipCall) -> None:
@@ -238,6 +293,12 @@ class Call:
     @property
     def end_reason(self) -> str:
         return self._session.end_reason
+
+    @property
+    def end_outcome(self) -> str | None:
+        """How the SIP side ended the call when that is an outcome of its own: "media_timeout" (no
+        RTP for ``rtp_timeout_seconds``); None when it ended the ordinary way."""
+        return self._session.end_outcome
 
     # ---- call control
 
@@ -381,6 +442,12 @@ class Call:
                     self._recorder.write(pcm)
                 except (OSError, ValueError) as error:
                     log.error("call %s: recording %s failed, stopped: %s", self.call_id, self._recorder.path, error)
+                    self._recorder = None
+                    return
+                if self._recorder.duration >= 60 * self.line.config.max_recording_minutes:
+                    log.warning("call %s: recording %s reached %g minutes; the rest is not recorded", self.call_id,
+                                self._recorder.path, self.line.config.max_recording_minutes)
+                    self._recorder.close()
                     self._recorder = None
 
     def on_digit(self, key: str) -> None:

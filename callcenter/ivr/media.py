@@ -2,24 +2,21 @@
 events (DTMF), barge-in, prompt frames and the caller recording.
 
 No sockets, no threads, no clocks (the shape of Home Assistant's voip-utils ``rtp_audio.py``):
-the RTP stream in ``sipfix.py`` moves bytes between the network and these objects, and the tests
+the RTP stream in ``callcenter/sip/rtp.py`` moves bytes between the network and these objects, and the tests
 feed them canned packets. Audio is always mono signed 16-bit little-endian PCM at 8 kHz, cut in
 20 ms frames of 160 samples (320 bytes), the G.711 packetisation of RFC 3551 §4.5.
 """
 
 from __future__ import annotations
 
-import math
 import struct
-import sys
 import wave
-from array import array
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Callable, Iterator
 
-from callcenter.asr.audio import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, ulaw_to_pcm16
+from callcenter.pcm import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, rms, ulaw_to_pcm16
 
 SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms
@@ -125,18 +122,24 @@ class RtpAudioInput:
 
     No jitter buffer: packets are taken in arrival order; duplicates and late packets are dropped,
     and a timestamp gap (lost packets, silence suppression) of up to ``max_gap_ms`` is filled with
-    silence so the recogniser and the recording keep real time."""
+    silence so the recogniser and the recording keep real time. Given the arrival time (``now``,
+    seconds), the audio handed out never runs more than ``max_ahead_ms`` ahead of the wall clock
+    since the first packet: whatever a sender claims in its timestamps, a call cannot produce more
+    audio (gap fill included) than it lasts."""
 
     codecs: dict[int, Codec]
     event_payload_type: int | None = 101
     max_gap_ms: int = 1000
+    max_ahead_ms: int = 2000
     _events: TelephoneEventDecoder = field(default_factory=TelephoneEventDecoder)
     _pending: bytes = b""
     _ssrc: int | None = None
     _sequence: int | None = None
     _next_timestamp: int | None = None
+    _first_arrival: float | None = None
+    _handed_out: int = 0  # samples
 
-    def process_packet(self, data: bytes) -> Received:
+    def process_packet(self, data: bytes, now: float | None = None) -> Received:
         packet = RtpPacket.parse(data)
         if packet.payload_type == self.event_payload_type:
             return Received(digit=self._events.process_event(packet.payload, packet.timestamp))
@@ -145,7 +148,20 @@ class RtpAudioInput:
             return Received()  # comfort noise (RFC 3389), an unnegotiated codec, or a late packet
         pcm = self._gap_before(packet) + codec.decode(packet.payload)
         self._next_timestamp = (packet.timestamp + len(packet.payload)) & 0xFFFFFFFF
+        if now is not None:
+            pcm = self._within_real_time(pcm, now)
         return Received(frames=self._split(pcm))
+
+    def _within_real_time(self, pcm: bytes, now: float) -> bytes:
+        """Cut from the front (gap fill first) whatever would run ahead of the clock."""
+        if self._first_arrival is None:
+            self._first_arrival = now
+        allowed = int((now - self._first_arrival) * SAMPLE_RATE) + self.max_ahead_ms * SAMPLE_RATE // 1000
+        room = max(0, allowed - self._handed_out)
+        if len(pcm) // 2 > room:
+            pcm = pcm[len(pcm) - 2 * room:] if room else b""
+        self._handed_out += len(pcm) // 2
+        return pcm
 
     def _in_order(self, packet: RtpPacket) -> bool:
         if packet.ssrc != self._ssrc:  # a new source (re-INVITE, media server switch): start afresh
@@ -196,21 +212,6 @@ class RtpAudioOutput:
 
 
 # ---------------------------------------------------------------- energy, barge-in, prompts
-
-def _samples(pcm: bytes) -> array:
-    samples = array("h", pcm[: len(pcm) - len(pcm) % 2])
-    if sys.byteorder == "big":
-        samples.byteswap()
-    return samples
-
-
-def rms(pcm: bytes) -> float:
-    """Root mean square of 16-bit PCM (full scale 32767 ≈ 0 dBFS; -30 dBFS ≈ 1036)."""
-    samples = _samples(pcm)
-    if not samples:
-        return 0.0
-    return math.sqrt(sum(s * s for s in samples) / len(samples))
-
 
 @dataclass
 class BargeInDetector:

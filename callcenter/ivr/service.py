@@ -7,14 +7,15 @@ calls (``hotline``, the default) or ``none`` for a line used only to dial out.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+import time
 from dataclasses import fields
-from functools import partial
 from typing import Any, Callable
 
 from callcenter.asr.stream import Recognizer, RecognizerPool
 from callcenter.ivr.flows.hotline import HotlineServices, answer_hotline
-from callcenter.ivr.lines import Line, LineConfig, RefusedCall, RegistrationError
+from callcenter.ivr.lines import Line, LineConfig, RefusedCall
 from core.settings import Settings, SettingsError
 
 log = logging.getLogger("callcenter.ivr")
@@ -35,9 +36,15 @@ def line_config(table: dict[str, Any]) -> tuple[LineConfig, str]:
         for key in ("max_calls", "register_expires", "barge_in_ms"):
             if key in values:
                 values[key] = int(values[key])
-        for key in ("keepalive_interval", "retry_interval", "barge_in_rms"):
+        for key in ("keepalive_interval", "retry_interval", "barge_in_rms", "rtp_timeout_seconds",
+                    "max_recording_minutes"):
             if key in values:
                 values[key] = float(values[key])
+        if isinstance(values.get("symmetric_rtp"), str):  # from the environment
+            text = values["symmetric_rtp"].strip().lower()
+            if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(f"symmetric_rtp must be true or false, not {values['symmetric_rtp']!r}")
+            values["symmetric_rtp"] = text in ("1", "true", "yes", "on")
         if "rtp_ports" in values:
             values["rtp_ports"] = tuple(int(port) for port in values["rtp_ports"])
         for key in ("allow", "codecs"):
@@ -58,21 +65,42 @@ def recognizer_factory(model, settings: Settings) -> Callable[[list[str] | None]
 
 # How a call refused before any flow ran is recorded; others (488 no common codec, 503 no thread) failed.
 REFUSED_OUTCOMES = {486: "busy", 403: "rejected"}
+REFUSALS_QUEUED = 500  # refused calls waiting for their record; beyond it they are counted, not queued
+START_WAIT = 6.0  # seconds the service's start waits for its lines' first outcome (a REGISTER times out in 5)
 
 
 class Telephony:
-    """Every configured line of this process, started and stopped together."""
+    """Every configured line of this process, started and stopped together.
 
-    def __init__(self, settings: Settings, hotline: HotlineServices):
+    ``admit(caller) -> int | None`` is handed to every line with a flow: asked before an INVITE rings,
+    a SIP code refuses it (see ``Line``)."""
+
+    def __init__(self, settings: Settings, hotline: HotlineServices,
+                 admit: Callable[[str], int | None] | None = None):
         self.hotline = hotline
         self.lines: list[Line] = []
-        # Refused calls are written from here, not from the SIP receive thread that refuses them.
-        self._refusals = ThreadPoolExecutor(1, thread_name_prefix="refused-calls")
+        # Refused calls are written from here, not from the SIP receive thread that refuses them,
+        # through a bounded queue: a flood of refusals costs a count, not memory.
+        self._refusals: queue.Queue = queue.Queue(REFUSALS_QUEUED)
+        self._refusals_dropped = 0
+        self._recorder = threading.Thread(target=self._record_refusals, name="refused-calls", daemon=True)
         for table in settings.lines:
             config, flow = line_config(table)
             on_call = (lambda call: answer_hotline(call, hotline)) if flow == "hotline" else None
-            on_refused = partial(self._refusals.submit, self._record_refused, config.name)
-            self.lines.append(Line(config, on_call=on_call, on_refused=on_refused))
+            self.lines.append(Line(config, on_call=on_call, on_refused=self._refused_on(config.name),
+                                   admit=admit if flow != "none" else None))
+
+    def _refused_on(self, line: str) -> Callable[[RefusedCall], None]:
+        def queue_it(refused: RefusedCall) -> None:
+            try:
+                self._refusals.put_nowait((line, refused))
+            except queue.Full:
+                self._refusals_dropped += 1
+        return queue_it
+
+    def _record_refusals(self) -> None:
+        while (item := self._refusals.get()) is not None:
+            self._record_refused(*item)
 
     def _record_refused(self, line: str, refused: RefusedCall) -> None:
         """Every call leaves a record, also one turned away before it was answered."""
@@ -85,24 +113,41 @@ class Telephony:
             log.exception("call %s: could not record the refused call (%s)", refused.call_id, refused.reason)
 
     def start(self) -> None:
+        """Start every line; one that cannot come up (bind error, unknown host, no registrar) is said
+        loudly and shown in /api/health, keeps trying by itself, and stops nothing else."""
+        self._recorder.start()
         if not self.lines:
             log.info("no telephone lines configured: running the web console alone")
+        for line in self.lines:  # all at once: one slow registrar does not hold up the others
+            line.begin()
+        deadline = time.monotonic() + START_WAIT
         for line in self.lines:
-            try:
-                line.start()
-                log.info("line %s (%s) listening on %s:%d: %s", line.name, line.config.mode, *line.bound_address,
-                         line.status)
-            except RegistrationError as error:
-                # Said loudly and shown in /api/health; the line keeps trying to register.
-                log.error("line %s: %s", line.name, error)
+            error = line.first_outcome(max(0.0, deadline - time.monotonic()))
+            if error is None and line.up:
+                log.info("line %s (%s) on %s:%d: %s", line.name, line.config.mode, *line.bound_address, line.status)
+            else:
+                log.error("line %s is not up yet (%s); it keeps trying", line.name, error or line.status)
 
     def stop(self) -> None:
         for line in self.lines:
-            line.stop()
-        self._refusals.shutdown(wait=True)
+            try:
+                line.stop()
+            except Exception:
+                log.exception("line %s: stopping failed", line.name)
+        if self._recorder.is_alive():
+            try:
+                self._refusals.put(None, timeout=5)
+            except queue.Full:
+                pass
+            self._recorder.join(5)
+        if self._refusals_dropped:
+            log.warning("%d refused calls were not recorded (more than %d waiting)", self._refusals_dropped,
+                        REFUSALS_QUEUED)
 
-    def health(self) -> dict[str, str]:
-        return {line.name: line.status for line in self.lines}
+    def health(self) -> dict[str, Any]:
+        """``{"up": every line registered or listening, "lines": {name: Line.health()}}``."""
+        lines = {line.name: line.health() for line in self.lines}
+        return {"up": all(line.up for line in self.lines), "lines": lines}
 
     def line(self, name: str) -> Line | None:
         return next((line for line in self.lines if line.name == name), None)

@@ -47,20 +47,23 @@ PUBLIC_AREAS = ["电梯", "车库", "大堂", "楼道", "大门", "楼顶", "花
 @routes.get("/api/health")
 @public
 async def health(request: web.Request) -> web.Response:
-    """For monitoring: ``{"status"}`` to anyone (and 503 when sick); logged-in staff also see what
-    state the database and each voice part are in (the model's path, the lines, the jobs)."""
+    """For monitoring: ``{"status"}`` to anyone: "ok", or "degraded" with 503 when the database is
+    unreachable or a voice part's probe says ``"up": false`` (a telephone line not registered or
+    listening). Logged-in staff also see why: the database and each voice part's state."""
     try:
         await run_db(request, lambda s: s.execute(select(1)).scalar())
         database = "ok"
     except Exception as error:  # report, don't raise: health must answer even when sick
         database = f"error: {type(error).__name__}"
-    body: dict[str, Any] = {"status": "ok" if database == "ok" else "degraded", "database": database}
+    body: dict[str, Any] = {"database": database}
     for name, probe in request.app[HEALTH].items():
         body[name] = probe()
-    status = 200 if database == "ok" else 503
+    healthy = database == "ok" and not any(isinstance(part, dict) and part.get("up") is False
+                                           for part in body.values())
+    body = {"status": "ok" if healthy else "degraded", **body}
     if database != "ok" or await session_user(request) is None:
         body = {"status": body["status"]}  # anonymous (or no database to tell): the state only
-    return json_response(body, status)
+    return json_response(body, 200 if healthy else 503)
 
 
 @routes.get("/api/meta")

@@ -66,7 +66,7 @@ rtp_ports = [{rtp}, {rtp + 19}]
         csv.write_text("phone,name,building,unit,room\n" + ",".join(RESIDENT.values()) + "\n", encoding="utf-8")
         self.cli("residents", "import", str(csv))
 
-    def start(self, ready: str = r"line hotline \(trunk\) listening", timeout: float = 90.0) -> ServeProcess:
+    def start(self, ready: str = r"line hotline \(trunk\) on \S+: listening", timeout: float = 90.0) -> ServeProcess:
         self.process = subprocess.Popen([*self.command, "--config", str(self.config), "serve"],
                                         cwd=self.tmp_path, env=self.environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, start_new_session=True)

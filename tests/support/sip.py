@@ -253,9 +253,11 @@ class Sipp:
         return path
 
     def start(self, scenario: str, target: str | None = None, *, service: str = "hotline", calls: int = 1,
-              timeout: float = 30.0, port: int | None = None, params: dict[str, object] | None = None) -> SippRun:
+              timeout: float = 30.0, port: int | None = None, params: dict[str, object] | None = None,
+              variables: dict[str, str] | None = None) -> SippRun:
         """Run SIPp in the background: as a caller when ``target`` ("ip:port") is given, else as a callee
-        listening on ``port``."""
+        listening on ``port``. ``variables`` become SIPp's ``[$name]`` (values SIPp would otherwise read
+        as keywords, such as an IPv6 literal in brackets)."""
         self._runs += 1
         directory = self.workdir / f"sipp-{self._runs}-{scenario}"
         directory.mkdir(parents=True)
@@ -272,6 +274,8 @@ class Sipp:
                    "-trace_msg", "-message_file", str(directory / "messages.log"),
                    "-trace_err", "-error_file", str(directory / "errors.log"),
                    "-trace_rtt", "-rtt_freq", "1"]
+        for name, value in (variables or {}).items():
+            command += ["-set", name, value]
         process = subprocess.Popen(command, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, start_new_session=True)
         return SippRun(process, directory, _Output(process), port)

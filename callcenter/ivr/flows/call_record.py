@@ -23,9 +23,11 @@ class FlowRecord:
         self.settings = settings
         self.clock = clock
         self.utterances: list[dict] = []
+        self.call = None  # the call once recorded (lines.Call)
 
     def start_recording(self, call, dialogue: Dialogue) -> None:
         """Record the call from now on; the dialogue's answer times count from here."""
+        self.call = call
         relative = recording_name(self.clock().astimezone(self.settings.tz), self.record_id, call.call_id)
         path = self.settings.recordings_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +45,10 @@ class FlowRecord:
         return [u for u in self.utterances if u["step"] == step]
 
     def close(self, outcome: str, **transcript: Any) -> None:
-        """Store the transcript (the utterances, plus whatever the flow adds) and how the call ended."""
+        """Store the transcript (the utterances, plus whatever the flow adds) and how the call ended.
+        A call the line ended for its own reason (no RTP: "media_timeout") says so, not "hung up"."""
+        if outcome == "caller_hung_up" and getattr(self.call, "end_outcome", None):
+            outcome = self.call.end_outcome
         self.calls.update(self.record_id, transcript={"utterances": self.utterances, **transcript})
         self.calls.close(self.record_id, outcome, self.clock())
 

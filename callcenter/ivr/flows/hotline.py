@@ -20,7 +20,7 @@ from callcenter.ivr.flows.call_record import FlowRecord
 from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
 from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
-from callcenter.ivr.sipfix import CallEnded, SipError
+from callcenter.ivr.lines import CallEnded, SipError
 from core import log_context
 from core.callouts import latest_callout
 from core.calls import CallLog

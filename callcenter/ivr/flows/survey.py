@@ -33,7 +33,7 @@ from callcenter.ivr.flows.call_record import FlowRecord
 from callcenter.ivr.flows.dialogue import Dialogue, EnergyEndpointer, Heard, HungUp, chosen
 from callcenter.ivr.media import rms
 from callcenter.ivr.prompts import Prompts
-from callcenter.ivr.sipfix import CallEnded
+from callcenter.ivr.lines import CallEnded
 from core.calls import CallLog
 from core.followup import SurveyAnswers
 from core.settings import Settings
