@@ -8,7 +8,7 @@ another node takes the lease once it ran out. The same works on SQLite and Postg
 
 Times come from each node's clock: nodes keep their clocks in step (NTP), which is far closer
 than the seconds a lease lasts. A holder also stops counting on its lease ``SAFETY_SECONDS``
-before the end by its own monotonic clock, in case a renewal stalls.
+(a quarter of the lease at most) before the end by its own monotonic clock, in case a renewal stalls.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Lease:
                 .execution_options(synchronize_session=False)).rowcount == 1
             self.current_holder = lease_holder(session, self.name, now)
         was_held = self.held
-        self._valid_until = started + self.seconds - SAFETY_SECONDS if taken else 0.0
+        self._valid_until = started + self.seconds - min(SAFETY_SECONDS, self.seconds / 4) if taken else 0.0
         if taken and not was_held:
             log.info("lease %s taken by %s", self.name, self.holder)
         elif was_held and not taken:

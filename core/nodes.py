@@ -128,9 +128,11 @@ def gone_runs_condition(now: datetime, cluster: ClusterSettings):
     """SQL: the NodeRun is gone (stopped, silent too long, or its node restarted since)."""
     later = aliased(NodeRun)
     restarted = exists().where(later.node == NodeRun.node, later.id > NodeRun.id, later.started_at > NodeRun.seen_at)
+    # Two live processes given one name by mistake: each beats, so neither is taken for a restart.
+    missed_beats = NodeRun.seen_at < now - timedelta(seconds=2 * cluster.heartbeat_seconds)
     return or_(NodeRun.stopped_at < now - timedelta(seconds=STOPPED_GRACE_SECONDS),
                NodeRun.seen_at < now - timedelta(seconds=cluster.node_lost_seconds),
-               restarted)
+               restarted & missed_beats)
 
 
 def close_lost_calls(session: Session, now: datetime, cluster: ClusterSettings) -> list[int]:

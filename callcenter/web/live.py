@@ -35,6 +35,7 @@ HEARTBEAT_SECONDS = 15.0  # SSE keep-alive; also how often an idle LISTEN connec
 RECONNECT_SECONDS = (0.5, 1, 2, 5)  # PostgreSQL: waits between attempts to listen again
 PURGE_EVERY = 600  # SQLite: journal polls between purges of old rows
 STREAM_QUEUE = 100  # messages a slow client may have waiting before it is dropped
+LISTENER_NAME = "callcenter-live"  # the LISTEN connection, as pg_stat_activity shows it
 
 
 class ChangeFeed:
@@ -124,7 +125,8 @@ class ChangeFeed:
         attempt, first = 0, True
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True,
+                                                                 application_name=LISTENER_NAME) as connection:
                     await connection.execute(f"LISTEN {changes.CHANNEL}")
                     attempt = 0
                     if not first:  # whatever was announced while we were away is lost: reload
