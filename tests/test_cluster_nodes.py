@@ -2,16 +2,18 @@
 naming its node, and the calls of a node that died closed by a survivor with everything saved
 kept (issue 13)."""
 
+import socket
 import time
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from core.calls import CallLog
 from core.intake import DraftFacts, PhoneDrafts
 from core.nodes import NodeHeartbeat, alive_runs, close_lost_calls
-from core.settings import ClusterSettings
+from core.settings import ClusterSettings, SettingsError, load_settings
 from core.store import CallRecord, NodeRun, Ticket, TicketEvent
 from tests.conftest import Clock
 
@@ -156,3 +158,19 @@ def test_the_heartbeat_thread_keeps_a_run_alive(sessions, settings):
         heartbeat.stop()
     with sessions() as session:
         assert session.get(NodeRun, heartbeat.run_id).stopped_at is not None
+
+
+def test_node_name_cluster_timers_and_the_recordings_directory_are_settings(tmp_path):
+    defaults = load_settings(environ={})
+    assert defaults.node_name == socket.gethostname().split(".")[0]
+    assert (defaults.cluster.heartbeat_seconds, defaults.cluster.lease_seconds,
+            defaults.cluster.node_lost_seconds) == (10, 30, 90)
+    assert defaults.recordings_dir == defaults.data_dir / "recordings"
+    settings = load_settings(environ={"CALLCENTER_NODE_NAME": "node-2", "CALLCENTER_CLUSTER_LEASE_SECONDS": "45",
+                                      "CALLCENTER_RECORDINGS_DIRECTORY": str(tmp_path / "nfs")})
+    assert (settings.node_name, settings.cluster.lease_seconds) == ("node-2", 45)
+    assert settings.recordings_dir == tmp_path / "nfs"
+    with pytest.raises(SettingsError, match="node_name"):
+        load_settings(environ={"CALLCENTER_NODE_NAME": "node 2"})
+    with pytest.raises(SettingsError, match="lease_seconds"):
+        load_settings(environ={"CALLCENTER_CLUSTER_LEASE_SECONDS": "15"})  # under two heartbeats
