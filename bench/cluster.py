@@ -13,13 +13,14 @@ Printed per round of N simultaneous callers:
   speech end -> saved   from the caller's last word to the description saved (median, max)
   tickets right         outcome completed, address 3-2-1101, a description
   database per call     transactions, statements and their execution time on PostgreSQL per call,
-                        and the nodes' background load (heartbeats, lease) per second
+                        the most connections the nodes held, and their background load when idle
 
 Then the largest clean N (every ticket right, speech end -> saved <= --max-latency), and a kill:
 callers ring while the node that holds the scheduler's lease is SIGKILLed; printed are the answer
 times of the calls after the kill (the first may wait for the dead node's 2 s), how long until
 the scheduler runs on the survivor, and until the dead node's calls in progress are closed
-(cluster timers as in production unless --fast).
+(cluster timers as in production unless --fast). Last, PostgreSQL's own write rate here (pgbench)
+and how many simultaneous callers that would carry at the measured transactions per call.
 
     .venv/bin/python bench/cluster.py                           # stand-in recogniser
     .venv/bin/python bench/cluster.py --engine korean           # the real Vosk engine, Korean test model
@@ -35,7 +36,9 @@ import argparse
 import importlib.resources
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from core import migrate  # noqa: E402
 from core.accounts import add_user  # noqa: E402
@@ -60,6 +64,7 @@ SPEECH = {"stand-in": ("卫生间的水龙头一直滴水", "cmn"), "chinese": (
 SPEAK_AT = 9.5
 PENDING = "（电话报修，内容请听录音）"
 FAST = {"heartbeat_seconds": 1, "lease_seconds": 4, "node_lost_seconds": 6}
+MAX_CALLS = 100  # per node: beyond it a node answers 486 and the dispatcher tries the other
 
 
 class Cluster:
@@ -92,13 +97,14 @@ class Cluster:
             if not path:
                 raise SystemExit("--engine chinese needs CALLCENTER_ASR_MODEL_PATH")
             extra = f'[asr]\nmodel_path = "{path}"'
-        self.nodes = [Node(name, work, self.url, work / "shared-data", cluster=timers, extra_config=extra)
-                      for name in ("node-1", "node-2")]
+        self.nodes = [Node(name, work, self.url, work / "shared-data", cluster=timers, extra_config=extra,
+                           max_calls=MAX_CALLS) for name in ("node-1", "node-2")]
         for node in self.nodes:
             node.start(command)
         for node in self.nodes:
             node.wait_ready(180)
         self.dispatcher = Dispatcher(work, self.nodes, algorithm=algorithm).start()
+        self.idle = (0.0, 0.0, 0.0)  # the idle nodes' database work per second (background_load)
 
     def stop(self) -> None:
         self.dispatcher.stop()
@@ -117,6 +123,12 @@ class Cluster:
                 "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'bench'")).one()
         return int(transactions), int(statements), float(milliseconds)
 
+    def connections(self) -> int:
+        """Connections the nodes hold to the bench database now (pools and LISTEN)."""
+        with self.engine.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = 'bench' "
+                                           "AND pid <> pg_backend_pid()")).scalar()
+
     def last_ids(self) -> tuple[int, int]:
         with self.sessions() as session:
             return (session.scalar(select(func.max(CallRecord.id))) or 0,
@@ -134,11 +146,18 @@ def caller_pcap(work: Path, speech: bytes) -> tuple[Path, float]:
 
 
 def run_round(cluster: Cluster, sipp: Sipp, pcap: Path, speech_end: float, calls: int, engine: str,
-              text_said: str, max_latency: float) -> bool:
+              text_said: str, max_latency: float) -> tuple[bool, float, float]:
+    """One round; (clean, database transactions per call, seconds a call lasted)."""
     last_record, last_ticket = cluster.last_ids()
-    counters = cluster.database_counters()
+    with cluster.engine.begin() as connection:
+        connection.execute(text("SELECT pg_stat_statements_reset()"))  # the round's own statements, below
+    counters, began = cluster.database_counters(), time.monotonic()
     run = sipp.start("hotline_caller", cluster.dispatcher.address, calls=calls, timeout=150,
                      params={"pcap": pcap, "caller": RESIDENT["phone"], "bye_timeout_ms": 90000})
+    peak = 0
+    while run.process.poll() is None:
+        peak = max(peak, cluster.connections())
+        time.sleep(0.5)
     code = run.wait(180)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -147,7 +166,10 @@ def run_round(cluster: Cluster, sipp: Sipp, pcap: Path, speech_end: float, calls
                                                           CallRecord.outcome == "in_progress").limit(1)) is None:
                 break
         time.sleep(0.2)
-    transactions, statements, milliseconds = (b - a for a, b in zip(counters, cluster.database_counters()))
+    wall = time.monotonic() - began
+    # what the calls cost: the round's database work less what the idle nodes do meanwhile
+    transactions, statements, milliseconds = (b - a - idle * wall for a, b, idle in
+                                              zip(counters, cluster.database_counters(), cluster.idle))
     with cluster.sessions() as session:
         records = list(session.scalars(select(CallRecord).where(CallRecord.id > last_record)))
         tickets = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id > last_ticket))}
@@ -166,24 +188,39 @@ def run_round(cluster: Cluster, sipp: Sipp, pcap: Path, speech_end: float, calls
             latencies.append((described[ticket.id] - record.answered_at).total_seconds() - speech_end)
     answers = sorted(run.response_times_ms())
     ok = code == 0 and right == calls and latencies and max(latencies) <= max_latency
+    durations = [(r.ended_at - r.started_at).total_seconds() for r in records if r.ended_at]
     n = max(len(records), 1)
     print(f"{calls:3d} calls: per node {per_node}; sipp exit {code}; INVITE->200 OK median "
           f"{statistics.median(answers or [0]):.0f} ms max {max(answers or [0]):.0f} ms; speech end->saved median "
           f"{statistics.median(latencies or [0]):.2f} s max {max(latencies or [0]):.2f} s; tickets right "
-          f"{right}/{calls}; database per call {transactions / n:.0f} transactions, {statements / n:.0f} statements, "
-          f"{milliseconds / n:.1f} ms of statements" + ("" if ok else "  <- NOT CLEAN"), flush=True)
+          f"{right}/{calls}; database per call (less the idle load) {transactions / n:.0f} transactions, {statements / n:.0f} statements, "
+          f"{milliseconds / n:.1f} ms of statements; peak {peak} connections" + ("" if ok else "  <- NOT CLEAN"),
+          flush=True)
+    with cluster.engine.connect() as connection:
+        slowest = connection.execute(text(
+            "SELECT total_exec_time / calls, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'bench' "
+            "ORDER BY total_exec_time DESC LIMIT 2")).all()
+    print("      most statement time: " + "; ".join(f"{ms:.1f} ms × {calls} {query}" for ms, calls, query in slowest))
     if code != 0:
         print(run.report()[-1500:])
-    return bool(ok)
+    return bool(ok), transactions / n, statistics.mean(durations or [0])
 
 
-def background_load(cluster: Cluster, seconds: float = 20.0) -> None:
+def background_load(cluster: Cluster, seconds: float = 30.0) -> None:
+    with cluster.engine.begin() as connection:
+        connection.execute(text("SELECT pg_stat_statements_reset()"))
     before = cluster.database_counters()
     time.sleep(seconds)
     transactions, statements, milliseconds = (b - a for a, b in zip(before, cluster.database_counters()))
+    cluster.idle = (transactions / seconds, statements / seconds, milliseconds / seconds)
+    with cluster.engine.connect() as connection:
+        top = connection.execute(text(
+            "SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 70) FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'bench' ORDER BY calls DESC LIMIT 4")).all()
     print(f"idle cluster (2 nodes, heartbeats, lease, LISTEN): {transactions / seconds:.2f} transactions/s, "
-          f"{statements / seconds:.1f} statements/s, {milliseconds / seconds:.2f} ms of statements per second",
-          flush=True)
+          f"{statements / seconds:.1f} statements/s, {milliseconds / seconds:.2f} ms of statements per second; "
+          f"most: " + "; ".join(f"{calls / seconds:.1f}/s {query}" for calls, query in top), flush=True)
 
 
 def failover(cluster: Cluster, sipp: Sipp, pcap: Path, timers: dict) -> None:
@@ -232,6 +269,22 @@ def failover(cluster: Cluster, sipp: Sipp, pcap: Path, timers: dict) -> None:
           f"(node_lost) {lost_closed:.1f} s after the kill", flush=True)
 
 
+def database_ceiling(cluster: Cluster, transactions_per_call: float, call_seconds: float) -> None:
+    """PostgreSQL's own write rate on this machine (pgbench, simple updates, 16 clients), and what it
+    would carry at the measured transactions per call."""
+    server = cluster.server
+    url = make_url(cluster.url)
+    base = [*server.as_user, str(server.bin / "pgbench"), "-h", str(url.host), "-p", str(url.port), "-U", "postgres"]
+    subprocess.run([*base, "-i", "-q", "-s", "10", "bench"], check=True, capture_output=True, cwd=server.dir)
+    done = subprocess.run([*base, "-N", "-c", "16", "-j", "2", "-T", "15", "bench"], check=True, capture_output=True,
+                          text=True, cwd=server.dir)
+    tps = float(re.search(r"tps = ([0-9.]+)", done.stdout).group(1))
+    callers = tps / transactions_per_call * call_seconds
+    print(f"PostgreSQL here (pgbench -N, 16 clients, fsync on): {tps:.0f} write transactions/s; at "
+          f"{transactions_per_call:.0f} transactions per {call_seconds:.0f} s call that is about {callers:.0f} "
+          f"simultaneous callers", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", default="4,8,16", help="simultaneous calls per round, comma separated")
@@ -254,15 +307,18 @@ def main() -> None:
     sipp = Sipp(work)
     try:
         background_load(cluster)
-        best = 0
+        best, per_call = 0, []
         for calls in [int(n) for n in args.calls.split(",")]:
-            if run_round(cluster, sipp, pcap, speech_end, calls, args.engine, text_said, args.max_latency):
-                best = max(best, calls)
+            clean, transactions, seconds = run_round(cluster, sipp, pcap, speech_end, calls, args.engine, text_said,
+                                                     args.max_latency)
+            best = max(best, calls) if clean else best
+            per_call.append((transactions, seconds))
             time.sleep(3)
         print(f"largest N with every ticket right and speech end->saved <= {args.max_latency:g} s: {best or 'none'}",
               flush=True)
         if not args.no_kill:
             failover(cluster, sipp, pcap, timers)
+        database_ceiling(cluster, statistics.mean(t for t, _ in per_call), statistics.mean(d for _, d in per_call))
     finally:
         cluster.stop()
 

@@ -3,7 +3,8 @@
 Every ``callcenter serve`` process is one run of its node (``node_runs``): it writes a heartbeat
 every ``cluster.heartbeat_seconds`` and marks a clean stop. Each call record names the run that
 took it. A run is gone when it stopped, when it has been silent for ``cluster.node_lost_seconds``,
-or when its node started again after its last heartbeat (a restart after a crash). A call still
+or when its node started again after its last heartbeat and it missed two beats since (a restart
+after a crash: its calls are closed within seconds, not minutes). A call still
 "in progress" on a run that is gone can never end by itself: the scheduler's holder closes it as
 ``node_lost`` (``close_lost_calls``), keeping everything the call saved (the draft ticket, the
 recording so far), and says so on the ticket.
@@ -47,7 +48,6 @@ class NodeHeartbeat:
         self.recordings_dir = recordings_dir
         self.run_id: int | None = None
         self.unshared: list[str] = []  # live nodes whose recordings this node cannot see
-        self.extra_beat: Callable[[], None] = lambda: None  # more to do each heartbeat (the scheduler's lease)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -78,8 +78,12 @@ class NodeHeartbeat:
         if self.recordings_dir is None:
             return
         marks = self.recordings_dir / ".nodes"
-        marks.mkdir(parents=True, exist_ok=True)
-        (marks / self.node).touch()
+        try:
+            marks.mkdir(parents=True, exist_ok=True)
+            (marks / self.node).touch()
+        except OSError as error:  # calls cannot be recorded either: say so, and keep answering them
+            log.error("node %s: cannot write to the recordings directory %s: %s", self.node, self.recordings_dir, error)
+            return
         with self.sessions() as session:
             nodes = {run.node for run in alive_runs(session, self.clock(), self.cluster)}
         unshared = sorted(node for node in nodes if not (marks / node).exists())
@@ -98,11 +102,10 @@ class NodeHeartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self.cluster.heartbeat_seconds):
-            for step in (self.beat, self.extra_beat):
-                try:
-                    step()
-                except Exception:  # a database hiccup: try again next beat
-                    log.exception("node %s: heartbeat step failed", self.node)
+            try:
+                self.beat()
+            except Exception:  # a database or file system hiccup: try again next beat
+                log.exception("node %s: heartbeat failed", self.node)
 
     def stop(self) -> None:
         """A clean stop: the other nodes know at once that this run's calls are over."""

@@ -162,7 +162,7 @@ def dispatch(tmp_path):
         (pytest.fail if REQUIRE_SIP else pytest.skip)(f"{DISPATCHER_IP} is not a local address here")
     started = []
 
-    def start(*nodes: FakeNode, algorithm: str = "round-robin") -> Dispatcher:
+    def start(*nodes: FakeNode, algorithm: str = "round-robin") -> Dispatcher:  # round-robin: predictable turns
         dispatcher = Dispatcher(tmp_path / f"d{len(started)}", [StandIn(n) for n in nodes], algorithm=algorithm)
         started.append(dispatcher.start())
         return dispatcher

@@ -109,6 +109,7 @@ class Node:
     web_port: int = field(default_factory=free_port)
     cluster: dict = field(default_factory=dict)
     allow: str = DISPATCHER_IP
+    max_calls: int = 20
     extra_config: str = ""
     process: subprocess.Popen | None = None
 
@@ -125,7 +126,7 @@ class Node:
         return self.workdir / f"{self.name}.log"
 
     def config(self) -> Path:
-        rtp = free_udp_ports(60)
+        rtp = free_udp_ports(2 * self.max_calls + 20)
         cluster = "\n".join(f"{key} = {value}" for key, value in self.cluster.items())
         path = self.workdir / f"{self.name}.toml"
         path.write_text(f"""data_dir = "{self.data_dir}"
@@ -142,8 +143,8 @@ name = "hotline"
 mode = "trunk"
 listen = "{self.address}"
 allow = ["{self.allow}"]
-rtp_ports = [{rtp}, {rtp + 59}]
-max_calls = 20
+rtp_ports = [{rtp}, {rtp + 2 * self.max_calls + 19}]
+max_calls = {self.max_calls}
 """, encoding="utf-8")
         return path
 
@@ -226,7 +227,7 @@ def sip_options_answered(host: str, port: int, timeout: float) -> bool:
 class Dispatcher:
     """Kamailio with the configuration ``callcenter kamailio-config`` writes, in the foreground."""
 
-    def __init__(self, workdir: Path, nodes: list[Node], allow: str = LOOPBACK, algorithm: str = "round-robin",
+    def __init__(self, workdir: Path, nodes: list[Node], allow: str = LOOPBACK, algorithm: str = "least-loaded",
                  probe_seconds: int = 1):
         require("kamailio")
         self.workdir, self.nodes = workdir / "dispatcher", nodes
