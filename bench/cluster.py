@@ -200,7 +200,7 @@ def run_round(cluster: Cluster, sipp: Sipp, pcap: Path, speech_end: float, calls
         slowest = connection.execute(text(
             "SELECT total_exec_time / calls, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) "
             "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'bench' "
-            "ORDER BY total_exec_time DESC LIMIT 2")).all()
+            "AND query NOT LIKE '%pg_stat%' ORDER BY total_exec_time DESC LIMIT 2")).all()  # not the bench's own
     print("      most statement time: " + "; ".join(f"{ms:.1f} ms × {calls} {query}" for ms, calls, query in slowest))
     if code != 0:
         print(run.report()[-1500:])
