@@ -151,7 +151,7 @@ max_calls = {self.max_calls}
     def start(self, command: list[str] | None = None) -> Node:
         """Start the process (``command`` instead of ``python -m callcenter.cli`` for the bench)."""
         environment = {key: value for key, value in os.environ.items() if not key.startswith("CALLCENTER_")}
-        environment["PYTHONPATH"] = str(ROOT)
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([*(command or [sys.executable, "-m", "callcenter.cli"]), "--config",
                                          str(self.config()), "serve"], env=environment, stdout=log,
@@ -246,8 +246,8 @@ class Dispatcher:
                    "--out", str(self.workdir)]
         for node in self.nodes:
             command += ["--node", node.address]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={
+            **os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
         assert done.returncode == 0, done.stderr
         return self.workdir / "kamailio.cfg"
 
