@@ -13,6 +13,7 @@ from typing import Callable
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from callcenter.alert_sender import AlertSender
 from callcenter.asr.model import ModelError, broken_status, load_model, model_status
@@ -31,6 +32,7 @@ from core.accounts import add_user
 from core.calls import CallLog
 from core.intake import PhoneDrafts
 from core.jobs import Jobs
+from core.nodes import NodeHeartbeat
 from core.settings import Settings
 from core.store import User, make_session_factory
 from core.triage import Triage
@@ -41,11 +43,15 @@ log = logging.getLogger("callcenter")
 def ensure_first_admin(settings: Settings, sessions) -> None:
     """On a first start with no accounts, make ``admin`` with a random password kept in a
     file only the service user can read, so nobody ships or guesses a default password."""
-    with sessions() as session, session.begin():
-        if session.scalar(select(User.id).limit(1)) is not None:
-            return
-        password = secrets.token_urlsafe(12)
-        add_user(session, "admin", password, "admin", datetime.now(timezone.utc), "管理员")
+    try:
+        with sessions() as session, session.begin():
+            if session.scalar(select(User.id).limit(1)) is not None:
+                return
+            password = secrets.token_urlsafe(12)
+            add_user(session, "admin", password, "admin", datetime.now(timezone.utc), "管理员")
+    except IntegrityError:  # another node starting at the same moment made it first
+        log.info("the first admin account was made by another node")
+        return
     path = settings.data_dir / "initial-admin-password"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
@@ -91,12 +97,15 @@ class Voice:
 
 
 def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str] | None], Recognizer] | None,
-                clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Voice:
+                clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                node_run_id: int | None = None) -> Voice:
     prompts, meetings = Prompts(), Meetings()
+    calls = CallLog(sessions, settings.node_name, node_run_id)  # every call record says which node took it
     hotline = HotlineServices(settings=settings, prompts=prompts, drafts=PhoneDrafts(sessions, settings),
-                              calls=CallLog(sessions), new_recognizer=new_recognizer, meetings=meetings, clock=clock)
+                              calls=calls, new_recognizer=new_recognizer, meetings=meetings, clock=clock)
     telephony = Telephony(settings, hotline)
     callouts = CalloutRunner(settings, sessions, prompts, meetings, telephony.line, clock)
+    callouts.calls = calls
     hotline.on_emergency = callouts.answer_emergency  # an emergency word on the hotline rings the chain
     dial_followup = None
     if settings.followup.line:
@@ -113,7 +122,19 @@ def build_app(settings: Settings) -> web.Application:
     app = create_app(settings, sessions)
     speech, model = load_speech(settings)
     app[HEALTH]["asr"] = lambda: {"state": speech.state, "message": speech.message}
-    voice = build_voice(settings, sessions, recognizer_factory(model, settings))
+    # This process among the nodes sharing the database: registered before it takes any call.
+    heartbeat = NodeHeartbeat(sessions, settings.node_name, settings.cluster, settings.recordings_dir)
+    heartbeat.register()
+    app[HEALTH]["node"] = lambda: {"name": settings.node_name, "run": heartbeat.run_id,
+                                   "recordings_not_shared_with": heartbeat.unshared}
+
+    async def run_heartbeat(_app):
+        heartbeat.start()
+        yield
+        await asyncio.to_thread(heartbeat.stop)  # after the calls are hung up (cleanup runs in reverse)
+
+    app.cleanup_ctx.append(run_heartbeat)
+    voice = build_voice(settings, sessions, recognizer_factory(model, settings), node_run_id=heartbeat.run_id)
     telephony = voice.telephony
     app[HEALTH]["telephony"] = telephony.health  # {"up": false, ...} makes /api/health degraded (503)
     app[WAKE_CALLOUTS] = voice.callouts.wake  # the desk's 紧急派单 and its stop ring (or hang up) at once
@@ -128,7 +149,7 @@ def build_app(settings: Settings) -> web.Application:
     app[HEALTH]["scheduler"] = jobs.health
 
     async def run_jobs(_app):
-        await asyncio.to_thread(jobs.start)  # does nothing unless scheduler.owner
+        await asyncio.to_thread(jobs.start)  # takes part in the scheduler's election unless scheduler.owner is false
         yield
         await asyncio.to_thread(jobs.stop)
 

@@ -114,6 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--json", action="store_true", help="print one JSON object")
     transcribe.set_defaults(handler=cmd_transcribe)
 
+    dispatcher = commands.add_parser(
+        "kamailio-config", help="write kamailio.cfg for Kamailio's dispatcher in front of several nodes",
+        description="Writes kamailio.cfg and dispatcher.list (Debian's kamailio 5.6) into --out: calls from the "
+                    "--allow peers go to the --node hotline nodes; a node that does not answer, or answers 486 or "
+                    "5xx, passes the call to the next; nodes are probed with OPTIONS. Run: kamailio -f DIR/kamailio.cfg")
+    dispatcher.add_argument("--listen", required=True, metavar="IP:PORT", help="where Kamailio takes calls")
+    dispatcher.add_argument("--node", required=True, action="append", metavar="IP:PORT",
+                            help="a node's hotline line (its [[lines]] listen); repeat for each node")
+    dispatcher.add_argument("--allow", required=True, action="append", metavar="IP[/BITS]",
+                            help="who may send calls: the PBX or carrier trunk; repeat for more")
+    dispatcher.add_argument("--algorithm", choices=["least-loaded", "round-robin"], default="least-loaded")
+    dispatcher.add_argument("--probe-seconds", type=int, default=5, help="OPTIONS probe interval (default 5)")
+    dispatcher.add_argument("--out", required=True, type=Path, metavar="DIR",
+                            help="directory for kamailio.cfg and dispatcher.list, e.g. /etc/kamailio")
+    dispatcher.set_defaults(handler=cmd_kamailio_config)
+
     triage = commands.add_parser("triage", help="read a caller's words into a draft ticket")
     triage.add_argument("text", help="what the caller said, e.g. 三号楼二单元一一零一厨房水管爆了")
     triage.add_argument("--now", help="the call's time, ISO 8601 (default: now, in the site's time zone)")
@@ -153,6 +169,26 @@ def cmd_triage(args, settings: Settings) -> int:
     if not args.text.strip():
         raise CommandError("没有文字可分析 / the text is empty")
     print_draft(triage(args.text, call_time(args.now, settings), settings).to_dict(), args.json)
+    return 0
+
+
+def cmd_kamailio_config(args, settings: Settings) -> int:
+    from callcenter.kamailio_config import ConfigError, DispatcherConfig, endpoint, network
+
+    try:
+        config = DispatcherConfig(endpoint(args.listen, "--listen"),
+                                  tuple(endpoint(node, "--node") for node in args.node),
+                                  tuple(network(peer) for peer in args.allow), args.algorithm, args.probe_seconds)
+        command = "callcenter kamailio-config " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["kamailio-config"]
+                                                           else [])
+        written = config.write(args.out, command.strip())
+    except ConfigError as error:
+        raise CommandError(str(error)) from None
+    except OSError as error:
+        raise CommandError(f"无法写入 / cannot write {args.out}: {error}") from None
+    for path in written:
+        print(f"已写入 / written: {path}")
+    print(f"检查 / check: kamailio -c -f {written[0]}\n运行 / run: kamailio -f {written[0]}")
     return 0
 
 

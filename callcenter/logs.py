@@ -20,7 +20,7 @@ from pythonjsonlogger.json import JsonFormatter
 from core import log_context
 from core.settings import LogSettings
 
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s [%(node)s] %(name)s: %(message)s"  # several nodes' logs read together
 JSON_FIELDS = {"asctime": "time", "levelname": "level", "name": "logger"}
 
 

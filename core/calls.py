@@ -32,6 +32,7 @@ OUTCOMES = {
     "voicemail": "语音信箱",  # a follow-up call answered by a voicemail greeting
     "opted_out": "要求不再回访",
     "error": "系统错误",
+    "node_lost": "处理节点失联，通话中断",  # closed by another node (core.nodes)
 }
 
 
@@ -44,14 +45,19 @@ class CallFilter:
 
 
 class CallLog:
-    def __init__(self, sessions: sessionmaker):
+    """The call records of one node: each names the node (and the run of it) that took the call."""
+
+    def __init__(self, sessions: sessionmaker, node: str = "", node_run_id: int | None = None):
         self.sessions = sessions
+        self.node = node
+        self.node_run_id = node_run_id
 
     def open(self, *, sip_call_id: str, direction: str, line: str, caller: str, called: str,
              at: datetime | None = None, outcome: str = "in_progress", ticket_id: int | None = None) -> int:
         with self.sessions() as session, session.begin():
             record = CallRecord(sip_call_id=sip_call_id, direction=direction, line=line, caller=caller,
-                                called=called, started_at=at or utcnow(), outcome=outcome, ticket_id=ticket_id)
+                                called=called, started_at=at or utcnow(), outcome=outcome, ticket_id=ticket_id,
+                                node=self.node, node_run_id=self.node_run_id)
             session.add(record)
             session.flush()
             return record.id

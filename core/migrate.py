@@ -1,14 +1,29 @@
-"""Schema migrations: bring any database (empty or older) up to the models' schema."""
+"""Schema migrations: bring any database (empty or older) up to the models' schema.
+
+Every node runs them at its start, so several nodes starting together on one database must
+not run them at once: the first takes a lock, the others wait for it and then find the schema
+up to date. PostgreSQL: an advisory lock held by the migration's own transaction (released by
+its commit or rollback, also when the process dies). SQLite: a lock on a file next to the
+database, released by the kernel when the process holding it ends.
+"""
 
 from __future__ import annotations
 
+import fcntl
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from core.changes import install_triggers
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# pg_advisory_xact_lock key: any constant other code does not use ("cc-migrate").
+POSTGRES_LOCK_KEY = 0x63632D6D69677261
 
 
 def alembic_config(engine: Engine, connection=None) -> Config:
@@ -29,8 +44,32 @@ def open_database(url: str) -> Engine:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as connection:
+    """Migrate to ``revision`` (and install the live-change triggers) under the migration lock."""
+    with sqlite_file_lock(engine), engine.begin() as connection:
+        lock_migrations(connection)
         command.upgrade(alembic_config(engine, connection), revision)
+        install_triggers(connection)
+
+
+def lock_migrations(connection: Connection) -> None:
+    """PostgreSQL: wait until no other node migrates; the lock ends with this transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": POSTGRES_LOCK_KEY})
+
+
+@contextmanager
+def sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """SQLite (a file database): hold an exclusive lock on ``<database>.migrate-lock``."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released on close, or by the kernel if we die
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def revision(engine: Engine, message: str) -> None:

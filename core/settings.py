@@ -27,6 +27,11 @@ class SettingsError(ValueError):
     """A configuration file or variable that cannot be used; the message names it."""
 
 
+def default_node_name() -> str:
+    """The machine's short host name: one node per machine needs no setting."""
+    return socket.gethostname().split(".")[0][:64] or "node"
+
+
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "callcenter"
@@ -217,6 +222,9 @@ class RecordingsSettings:
     # Call recordings are deleted this long after the call (personal data), and the call records'
     # transcripts and phone numbers are cleared (their times, lines and outcomes stay for the counts).
     keep_days: int = 30
+    # Empty: data_dir/recordings. Several nodes must all reach the same directory (a shared file
+    # system): the database keeps each recording's path relative to it.
+    directory: str = ""
 
     def __post_init__(self) -> None:
         if self.keep_days < 1:
@@ -225,8 +233,8 @@ class RecordingsSettings:
 
 @dataclass(frozen=True)
 class SchedulerSettings:
-    # Exactly one process of a deployment runs the scheduled jobs (follow-up calls, the 17:00 list,
-    # recording clean-up); set false on every other process that shares the database.
+    # The scheduled jobs (follow-up calls, the 17:00 list, recording clean-up) run on one node at a
+    # time, the holder of a lease in the database; false: this node never runs them.
     owner: bool = True
 
 
@@ -286,10 +294,35 @@ class TriageSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """How the nodes sharing one database keep track of each other (README「Several processes」)."""
+
+    heartbeat_seconds: float = 10.0  # each node says it is alive, and renews the scheduler's lease, this often
+    # The scheduler's lease lasts this long unrenewed: a dead holder's jobs move to another node
+    # within lease_seconds + heartbeat_seconds.
+    lease_seconds: float = 30.0
+    # A node silent this long is gone: a surviving node closes its calls in progress (node_lost).
+    node_lost_seconds: float = 90.0
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_seconds <= 0:
+            raise SettingsError("cluster.heartbeat_seconds 应为正数 / must be positive")
+        if self.lease_seconds < 2 * self.heartbeat_seconds:
+            raise SettingsError("cluster.lease_seconds 至少为 heartbeat_seconds 的两倍 / must be at least "
+                                "twice heartbeat_seconds, or the holder loses its lease between two renewals")
+        if self.node_lost_seconds < 3 * self.heartbeat_seconds:
+            raise SettingsError("cluster.node_lost_seconds 至少为 heartbeat_seconds 的三倍 / must be at least "
+                                "three times heartbeat_seconds, or a slow node counts as dead")
+
+
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
-    # This process's name in logs, alerts and the scheduler's lease (several nodes may share one database).
-    node_name: str = field(default_factory=socket.gethostname)
+    # This process among the nodes sharing the database: on its call records, in its log lines.
+    node_name: str = field(default_factory=default_node_name)
     timezone: str = "Asia/Shanghai"
     property_name: str = "物业服务中心"
     web: WebSettings = field(default_factory=WebSettings)
@@ -304,9 +337,15 @@ class Settings:
     triage: TriageSettings = field(default_factory=TriageSettings)
     log: LogSettings = field(default_factory=LogSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     # [[lines]] tables, read by callcenter.ivr; each key overridable by CALLCENTER_LINES_<NAME>_<KEY>
     # (that is where a line's password belongs).
     lines: tuple[dict[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not NODE_NAME.fullmatch(self.node_name):
+            raise SettingsError(f"node_name 应为字母、数字、点、横线或下划线（最多 64 个）/ expected letters, digits, "
+                                f"'.', '-' or '_' (at most 64): {self.node_name!r}")
 
     @property
     def tz(self) -> ZoneInfo:
@@ -318,7 +357,7 @@ class Settings:
 
     @property
     def recordings_dir(self) -> Path:
-        return self.data_dir / "recordings"
+        return Path(self.recordings.directory).expanduser() if self.recordings.directory else self.data_dir / "recordings"
 
 
 def load_settings(

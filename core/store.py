@@ -235,8 +235,12 @@ class CallRecord(Base):
     ended_at: Mapped[datetime | None]
     outcome: Mapped[str] = mapped_column(String(24), default="")
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
-    recording_path: Mapped[str] = mapped_column(String(256), default="")
+    recording_path: Mapped[str] = mapped_column(String(256), default="")  # relative to settings.recordings_dir
     transcript: Mapped[dict[str, Any] | None]
+    node: Mapped[str] = mapped_column(String(64), default="", index=True)  # the node that took it (node_name)
+    # The process (run of that node) that took it: if that process is gone while the call is still
+    # in progress, a surviving node closes the record (core.nodes).
+    node_run_id: Mapped[int | None] = mapped_column(ForeignKey("node_runs.id", ondelete="SET NULL"), index=True)
 
 
 class AuditEntry(Base):
@@ -429,6 +433,49 @@ class OutboxAlert(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_alert_outbox_due", "state", "next_attempt_at"),)
+
+
+# --- several nodes on one database (core.nodes, core.lease, core.changes) ------------------------
+
+
+class NodeRun(Base):
+    """One run of a node (a ``callcenter serve`` process, from its start to its stop): its heartbeat
+    tells the other nodes it is alive."""
+
+    __tablename__ = "node_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(64), index=True)  # settings.node_name
+    host: Mapped[str] = mapped_column(String(64), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)  # the last heartbeat
+    stopped_at: Mapped[datetime | None]  # a clean stop
+
+
+class Lease(Base):
+    """A job only one node may do at a time (the scheduler): held by ``holder`` until ``expires_at``
+    unless renewed; after that any node may take it."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), default="")
+    acquired_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime]
+
+
+class LiveChange(Base):
+    """What changed, for the consoles of every node, written by database triggers (core.changes) on
+    SQLite, where writers take turns, so ids arrive in commit order. PostgreSQL's triggers NOTIFY
+    instead and leave this table empty."""
+
+    __tablename__ = "live_changes"
+    __table_args__ = {"sqlite_autoincrement": True}  # an id is never handed out twice, even after a purge
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(Integer)
+    call_id: Mapped[int | None] = mapped_column(Integer)
 
 
 # APScheduler 3's persistent job store (core.jobs) with APScheduler's own columns: declared here so

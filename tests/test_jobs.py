@@ -146,14 +146,16 @@ def test_a_call_under_way_at_a_restart_is_not_made_again(sessions, settings, eng
         assert {(f.status, f.attempts) for f in session.scalars(select(FollowUp))} == {("calling", 1)}
 
 
-def test_only_the_owner_runs_the_jobs(sessions, settings, engine, due_followups, started):
+def test_a_node_with_scheduler_owner_false_never_runs_the_jobs(sessions, settings, engine, due_followups, started):
     owner_dialler, other_dialler = Dialler(sessions, settings, TUESDAY_10), Dialler(sessions, settings, TUESDAY_10)
     other_settings = replace(settings, scheduler=SchedulerSettings(owner=False))
     other = started(Jobs(other_settings, engine, other_dialler, clock=lambda: TUESDAY_10))
     owner = started(Jobs(settings, engine, owner_dialler, clock=lambda: TUESDAY_10))
-    assert other.scheduler is None and other.health() == {"owner": False, "running": False, "jobs": {}}
+    assert other.scheduler is None and other.health() == {"enabled": False, "owner": False, "holder": None,
+                                                          "running": False, "jobs": {}}
     assert owner.health()["running"] and set(owner.health()["jobs"]) == {"followup_tick", "keep_daily_list",
                                                                          "clean_recordings"}
+    assert owner.health()["owner"] and owner.health()["holder"] == settings.node_name
     tick_now(owner)
     eventually(lambda: sorted(owner_dialler.called) == due_followups)  # two lines: two, then the third
     assert other_dialler.handed == []

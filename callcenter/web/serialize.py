@@ -110,6 +110,7 @@ def call_json(call: CallRecord, tz: ZoneInfo) -> dict[str, Any]:
         "answered_at": local_iso(call.answered_at, tz), "ended_at": local_iso(call.ended_at, tz),
         "outcome": call.outcome, "outcome_name": OUTCOMES.get(call.outcome, call.outcome),
         "ticket_id": call.ticket_id, "transcript": call.transcript, "recording_url": recording_url(call),
+        "node": call.node,
     }
 
 

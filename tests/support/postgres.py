@@ -37,12 +37,13 @@ class PostgresServer:
     def _run(self, *args: str) -> None:
         subprocess.run([*self.as_user, *args], check=True, capture_output=True, cwd=self.dir)
 
-    def start(self) -> str:
+    def start(self, extra_options: str = "") -> str:
+        """``extra_options``: more server settings, e.g. "-c shared_preload_libraries=pg_stat_statements"."""
         data = self.dir / "data"
         self._run(str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
                   "-E", "UTF8", "--locale=C")
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off " \
-                  "-c synchronous_commit=off -c full_page_writes=off"
+                  f"-c synchronous_commit=off -c full_page_writes=off {extra_options}"
         self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-o", options, "-l",
                   str(self.dir / "log"), "-w", "start")
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
