@@ -17,6 +17,7 @@ from callcenter.web import (
     api_followups,
     api_roster,
     api_tickets,
+    api_triage,
     auth,
     live,
     pages,
@@ -25,6 +26,7 @@ from callcenter.web import (
 from callcenter.web.context import CLOCK, HEALTH, SESSIONS, SETTINGS, WAKE_CALLOUTS, system_clock
 from callcenter.web.passwords import PASSWORDS, PasswordWorker
 from core.settings import Settings
+from core.triage import Triage
 
 
 def create_app(settings: Settings, sessions: sessionmaker,
@@ -41,9 +43,10 @@ def create_app(settings: Settings, sessions: sessionmaker,
     app[CLOCK] = clock
     app[HEALTH] = {}
     app[WAKE_CALLOUTS] = lambda: None
+    app[api_triage.TRIAGE] = Triage.for_settings(settings)  # a bad triage.words_file raises here
     app[live.FEED] = live.ChangeFeed(app)
     for table in (auth.routes, api_tickets.routes, api_calls.routes, api_admin.routes, api_audit.routes, live.routes,
-                  api_roster.routes, api_callout.routes, api_followups.routes, pages.routes):
+                  api_roster.routes, api_callout.routes, api_followups.routes, api_triage.routes, pages.routes):
         app.add_routes(table)
     app.router.add_static("/static/", pages.STATIC, append_version=True)
     app.cleanup_ctx.append(live.feed_context)

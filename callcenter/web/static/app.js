@@ -46,8 +46,11 @@ function goToLogin() {
   location.assign('/login?next=' + encodeURIComponent(location.pathname + location.search));
 }
 
-/** fetch with JSON in and out: resolves to {ok, status, data}; a 401 sends the user to the login page. */
-export async function request(path, { method = 'GET', body } = {}) {
+/**
+ * fetch with JSON in and out: resolves to {ok, status, data}; a 401 sends the user to the login page
+ * (unless toLogin is false: a request made in the background must not leave a half-filled form).
+ */
+export async function request(path, { method = 'GET', body, toLogin = true } = {}) {
   const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -59,7 +62,7 @@ export async function request(path, { method = 'GET', body } = {}) {
   } catch {
     throw new ApiError(0, '无法连接服务器，请检查网络后重试');
   }
-  if (response.status === 401 && location.pathname !== '/login') {
+  if (response.status === 401 && toLogin && location.pathname !== '/login') {
     goToLogin();
     return new Promise(() => {}); // the page is going away
   }

@@ -3,6 +3,7 @@ import {
   $, api, clearFieldErrors, fillSelect, flash, fmtShort, fromInputValue, h, request, run,
   showFieldErrors, showPageError, startPage, statusBadge, urgencyBadge, dueInfo, watchTickets,
 } from '/static/app.js';
+import { proposeFromDescription } from '/static/proposals.js';
 
 const OPEN = 'draft,received,dispatched,accepted,on_site,postponed,price_review,refused';
 const filters = $('#filters');
@@ -93,6 +94,7 @@ async function setUpForm(meta) {
     form.fee_item_id.disabled = !form.is_paid.checked;
   });
   form.phone.addEventListener('blur', lookUpResident);
+  proposeFromDescription(form, meta, { onPhone: lookUpResident });
   form.addEventListener('reset', () => {
     clearFieldErrors(form);
     $('#nt-phone-hint').textContent = '';
