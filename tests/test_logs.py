@@ -72,7 +72,8 @@ def test_the_default_stays_readable_lines(stderr):
     with log_context.bound(call_id="x1"):
         logging.getLogger("callcenter").warning("line %s: registration refused", "pbx")
     [line] = stderr().splitlines()
-    assert line.endswith(" WARNING callcenter: line pbx: registration refused") and not line.startswith("{")
+    assert line.endswith(" WARNING [hotline-2] callcenter: line pbx: registration refused")
+    assert not line.startswith("{")
 
 
 def test_warnings_and_thread_crashes_are_log_lines_too(stderr):

@@ -98,6 +98,7 @@ def parses(monkeypatch):
 def test_a_strangers_invite_flood_costs_a_count_not_rows_logs_or_parsing(harness, parses, caplog):
     line = harness()
     caplog.set_level(logging.INFO, logger="callcenter")
+    caplog.clear()  # the line's start-up lines are not the flood's
     for _ in range(2000):
         line.receive(canned.invite(line.agent.address, STRANGER), STRANGER)
     assert line.incoming == [] and line.refused == []  # no call, so no call record
