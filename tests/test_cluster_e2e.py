@@ -37,6 +37,8 @@ from tests.support.e2e import located, time_limit, voices  # noqa: F401 (fixture
 from tests.support.hotline_caller import CallerScript
 from tests.support.sip import Sipp, sipp  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.serial  # measures timing and failover: needs the machine to itself
+
 TEST_TIME_LIMIT = 240
 FAST = {"heartbeat_seconds": 1, "lease_seconds": 4, "node_lost_seconds": 6}
 RESIDENT = dict(phone="13800138000", name="王阿姨", building="3", unit="2", room="1101")

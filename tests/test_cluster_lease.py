@@ -5,6 +5,7 @@ import threading
 import time
 from dataclasses import replace
 
+import pytest
 from sqlalchemy import func, select
 
 from core.jobs import Jobs
@@ -75,6 +76,7 @@ def dies(jobs: Jobs) -> None:
     jobs._stop_scheduler()
 
 
+@pytest.mark.serial
 def test_the_jobs_run_on_one_node_and_move_when_it_dies(settings, engine):
     first, second = fast_jobs(settings, engine, "node-1"), fast_jobs(settings, engine, "node-2")
     try:

@@ -531,6 +531,7 @@ class Tee(Recognizer):
         return b"".join(pcm for _, pcm in self.fed)
 
 
+@pytest.mark.serial
 def test_call_audio_reaches_the_real_recognizer_intact_and_in_real_time(make_hotline, sipp, tmp_path, voices,
                                                                         settings, korean_model):
     korean = voices(KOREAN, "ko")

@@ -39,6 +39,8 @@ from tests.support.hotline_caller import CallerScript, SpokenScripts, read_recor
 from tests.support.rtp_capture import RtpCapture
 from tests.support.sip import LOOPBACK, Kamailio, free_udp_ports, sipp, speech_wav  # noqa: F401 (fixtures)
 
+pytestmark = pytest.mark.serial  # measures timing under floods and failover: needs the machine to itself
+
 TEST_TIME_LIMIT = 90
 
 

@@ -128,6 +128,7 @@ def best_of(function, repeat: int = 7) -> float:
     lambda n: b"".join(b"X-%d: " % i + b'"<,' * (n // 300) + b"\r\n" for i in range(MAX_HEADERS - 10)),
     lambda n: b"WWW-Authenticate: Digest " + b'a="a=' * (n // 5) + b"\r\n",  # unterminated quotes
 ])
+@pytest.mark.serial
 def test_parsing_costs_linear_time_in_the_size(filler):
     """Eight times the bytes may cost about eight times as long, not 64 (the old parser scanned the
     header list once per header)."""
