@@ -23,9 +23,12 @@ from core.claims import Conflict, claim
 from core.desk import HOTLINE, NewTicket
 from core.settings import Settings
 from core.store import Ticket
-from core.tickets import Channel, Status, current_due_at
+from core.tickets import Channel, Status, Urgency, current_due_at
+from core.triage import Draft
 
 PENDING_DESCRIPTION = "（电话报修，内容请听录音）"
+# Categories fixed in a public place or that need no home visit: no visit time is asked.
+NO_VISIT_CATEGORIES = frozenset({"elevator", "public_facility"})
 DRAFT_FIELDS = {"description", "phone", "reporter_name", "building", "unit", "room", "area", "category",
                 "urgency", "appointment_start", "appointment_end"}
 
@@ -43,6 +46,31 @@ class DraftFacts(NewTicket):
         values = {key: getattr(self, key) for key in DRAFT_FIELDS}
         values["description"] = self.description or PENDING_DESCRIPTION
         return values
+
+    @property
+    def address_said(self) -> bool:
+        return bool(self.room or self.area)
+
+    def set_address(self, building: str | None, unit: str | None, room: str | None, area: str | None) -> None:
+        self.building, self.unit, self.room, self.area = building or "", unit or "", room or "", area or ""
+
+    def merge(self, draft: Draft) -> None:
+        """What the triage of the caller's description adds: its category; its urgency only if that is
+        an emergency (a later calm sentence does not undo one); its appointment if it names one; its
+        address only if none was said yet (an address given or confirmed on its own step wins)."""
+        self.category = draft.category
+        if draft.urgency == Urgency.EMERGENCY:
+            self.urgency = Urgency.EMERGENCY
+        if draft.appointment:  # core.triage.Appointment: aware datetimes already
+            self.appointment_start, self.appointment_end = draft.appointment.start, draft.appointment.end
+        if not self.address_said:
+            self.set_address(draft.address.building, draft.address.unit, draft.address.room, draft.address.area)
+
+    def needs_visit_time(self) -> bool:
+        """Whether the caller is asked when the engineer may come: not in an emergency (they come at
+        once), not for a public area or a category that needs no home visit, not when a time was said."""
+        return not (self.urgency == Urgency.EMERGENCY or self.area or self.appointment_start
+                    or self.category in NO_VISIT_CATEGORIES)
 
 
 class PhoneDrafts:

@@ -38,8 +38,6 @@ class Transferred(Exception):
     """The caller was handed to the front desk: the flow's part is over."""
 
 
-# Categories fixed in a public place or that need no home visit: no appointment asked.
-NO_VISIT_CATEGORIES = {"elevator", "public_facility"}
 # With no speech model, a description ends with # or this much silence.
 NO_MODEL_END_SILENCE = 4.0
 DESK_RING_SECONDS = 20  # 0 → front desk: how long the desk's phone rings before the caller goes on here
@@ -181,16 +179,16 @@ class HotlineCall:
             return
         if d.has_speech:
             for _ in range(2):
-                if self.address_said() and self.read_back_address():
+                if self.facts.address_said and self.read_back_address():
                     return
                 d.say(p["hotline.ask_address"], barge_in=True)
                 heard = d.listen(max_seconds=12, no_input_seconds=6)
                 self.note_utterance("address", heard)
                 if heard.text:
                     address = triage(heard.text, self.local_now(), self.services.settings).address
-                    self.set_address(address.building, address.unit, address.room, address.area)
+                    self.facts.set_address(address.building, address.unit, address.room, address.area)
                     self.save("语音地址")
-            if self.address_said() and self.read_back_address():
+            if self.facts.address_said and self.read_back_address():
                 return
         self.keypad_address()
 
@@ -224,7 +222,7 @@ class HotlineCall:
             f.confirmed.add("address")
             self.save("来电人确认地址")
             return True
-        self.set_address("", "", "", "")
+        self.facts.set_address("", "", "", "")
         return False
 
     def keypad_address(self) -> None:
@@ -275,14 +273,7 @@ class HotlineCall:
                 f.description = ""  # the partial that raised the emergency: the final says it all
             self.provisional_description = ""
             f.description = (f.description + "；" if f.description else "") + heard.text
-            draft = triage(f.description, self.local_now(), self.services.settings)
-            f.category = draft.category
-            if draft.urgency == Urgency.EMERGENCY:
-                f.urgency = Urgency.EMERGENCY
-            if draft.appointment:  # core.triage.Appointment: aware datetimes already
-                f.appointment_start, f.appointment_end = draft.appointment.start, draft.appointment.end
-            if not self.address_said():
-                self.set_address(draft.address.building, draft.address.unit, draft.address.room, draft.address.area)
+            f.merge(triage(f.description, self.local_now(), self.services.settings))
         self.save("描述问题")
         if f.urgency == Urgency.EMERGENCY:
             self.raise_emergency()
@@ -323,8 +314,7 @@ class HotlineCall:
 
     def ask_time(self) -> None:
         d, p, f = self.dialogue, self.prompts, self.facts
-        if (not d.has_speech or f.urgency == Urgency.EMERGENCY or f.area or f.appointment_start
-                or f.category in NO_VISIT_CATEGORIES):
+        if not d.has_speech or not f.needs_visit_time():
             return
         d.say(p["hotline.ask_time"], barge_in=True)
         heard = d.listen(max_seconds=10, no_input_seconds=6)
@@ -394,13 +384,6 @@ class HotlineCall:
             return None
         with self.services.drafts.sessions() as session:
             return resident_by_phone(session, self.facts.phone)
-
-    def address_said(self) -> bool:
-        return bool(self.facts.room or self.facts.area)
-
-    def set_address(self, building, unit, room, area) -> None:
-        f = self.facts
-        f.building, f.unit, f.room, f.area = building or "", unit or "", room or "", area or ""
 
     def note_utterance(self, step: str, heard: Heard) -> None:
         if not heard.empty:
