@@ -30,7 +30,6 @@ from sqlalchemy import select
 
 from callcenter.asr.model import load_model
 from callcenter.asr.stream import Final, Recognizer
-from callcenter.asr.transcribe import character_error_rate
 from callcenter.ivr.flows.hotline import HotlineServices, answer_hotline
 from callcenter.ivr.lines import Line, LineConfig
 from callcenter.ivr.media import PCMU
@@ -43,6 +42,7 @@ from core.settings import DatabaseSettings, load_settings
 from core.store import CallRecord, Resident, Ticket, TicketEvent, make_engine, make_session_factory
 from tests.support.e2e import db_url, located, one, plain, prompts, time_limit, voices  # noqa: F401 (fixtures)
 from tests.support.hotline_caller import CallerScript, SpokenScripts, read_recording, utterance_script
+from tests.support.metrics import character_error_rate
 from tests.support.sip import LOOPBACK, REQUIRE_SIP, Sipp, free_udp_ports, kamailio, require, sipp  # noqa: F401
 
 TEST_TIME_LIMIT = 150
