@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +50,13 @@ RINGING, ACCEPTED, EXHAUSTED, STOPPED = "ringing", "accepted", "exhausted", "sto
 STATE_NAMES = {RINGING: "呼叫中", ACCEPTED: "已接单", EXHAUSTED: "无人接单", STOPPED: "已停止"}
 # A call-out only makes sense while nobody has taken the ticket yet.
 WAITING_FOR_ENGINEER = frozenset({Status.DRAFT, Status.RECEIVED, Status.DISPATCHED})
+
+
+class EmergencyReply(StrEnum):
+    """What the call-out did about a hotline caller's emergency (what the caller is told)."""
+
+    CALLING = "calling"  # a call-out started: the engineer on duty is being rung
+    ATTACHED = "attached"  # the same incident's call-out is under way: nobody is paged again
 
 
 class CallOutError(TransitionError):

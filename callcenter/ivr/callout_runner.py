@@ -36,11 +36,10 @@ from sqlalchemy.orm import sessionmaker
 
 from callcenter.ivr.bridge import Meetings
 from callcenter.ivr.flows.callout import CalledOff, EngineerCall, Job, load_job
-from callcenter.ivr.flows.hotline import EmergencyReply
 from callcenter.ivr.lines import Call, DialError, Line
 from callcenter.ivr.prompts import Prompts
 from core import callouts, desk, log_context
-from core.callouts import ACCEPTED, RINGING, CallOutError
+from core.callouts import ACCEPTED, RINGING, CallOutError, EmergencyReply
 from core.calls import CallLog
 from core.desk import CALLOUT, HOTLINE, NotFound
 from core.dispatch import Action, Outcome, Step

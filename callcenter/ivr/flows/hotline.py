@@ -11,7 +11,6 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timezone
-from enum import StrEnum
 from typing import Callable
 
 from callcenter.asr.stream import Recognizer
@@ -22,7 +21,7 @@ from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded, SipError
 from core import log_context
-from core.callouts import latest_callout
+from core.callouts import EmergencyReply, latest_callout
 from core.calls import CallLog
 from core.desk import resident_by_phone
 from core.intake import DraftFacts, PhoneDrafts
@@ -43,13 +42,6 @@ NO_MODEL_END_SILENCE = 4.0
 DESK_RING_SECONDS = 20  # 0 → front desk: how long the desk's phone rings before the caller goes on here
 # In ``confirmed``: the caller ID matched the directory and the caller gave that entry's room number.
 CALLER_ID_CONFIRMED = "caller_id_room"
-
-
-class EmergencyReply(StrEnum):
-    """What ``on_emergency`` did about the caller's emergency."""
-
-    CALLING = "calling"  # a call-out started: the engineer on duty is being rung
-    ATTACHED = "attached"  # the same incident's call-out is under way: nobody is paged again
 
 
 @dataclass
