@@ -37,6 +37,8 @@ def run(flow_settings, flow_sessions, labelled_prompts, virtual_time):
 
         def on_emergency(ticket_id):
             emergencies.append(ticket_id)
+            with flow_sessions() as session:
+                run.described_at_emergency.append(session.get(Ticket, ticket_id).description)
             return reply
 
         services = HotlineServices(settings=settings, prompts=labelled_prompts,
@@ -50,7 +52,7 @@ def run(flow_settings, flow_sessions, labelled_prompts, virtual_time):
             session.expunge_all()
         return call, record, ticket
 
-    run.emergencies = emergencies
+    run.emergencies, run.described_at_emergency = emergencies, []
     return run
 
 
@@ -238,6 +240,7 @@ def test_an_emergency_is_raised_on_a_partial_and_the_caller_told_engineers_are_c
     assert run.emergencies == [ticket.id]
     assert "hotline.emergency_notice" in call.played and "hotline.ask_time" not in call.played
     assert ticket.urgency == "emergency" and ticket.description == "厨房水管爆了水漫出来了"
+    assert run.described_at_emergency == ["厨房水管爆了"]  # acted on before the caller finished their sentence
 
 
 def test_an_emergency_already_under_way_is_attached(run):
