@@ -36,6 +36,8 @@ from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded
 from core.calls import CallLog
 from core.followup import SurveyAnswers
+from core.followup_policy import MENU_RATINGS, rating_for_score
+from core.followup_policy import SCORES as SCORES_OUT_OF_FIVE
 from core.settings import Settings
 
 log = logging.getLogger("callcenter.ivr")
@@ -50,24 +52,23 @@ COMMENT_END_SILENCE_WITHOUT_MODEL = 3.0
 
 
 def rating_words() -> Choices:
-    """The ratings (core.tickets.RATINGS) as residents say them: the words (grammar.RATINGS); the
-    menu's own numbers, said instead of keyed (「一」 is the first option, 满意); and a score out of
-    five said with 分 or 星 (「打五分」): 4-5 满意, 3 基本满意, 1-2 不满意. A bare 四 or 五 can only be
-    a score, the menu stops at three."""
-    def scores(*values: int) -> tuple[str, ...]:
-        return tuple(way for value in values for way in SCORES[str(value)]
-                     if value > 3 or way.endswith(("分", "星")))
-    return {
-        "满意": RATINGS["satisfied"] + DIGITS["1"] + scores(4, 5),
-        "基本满意": RATINGS["basically_satisfied"] + DIGITS["2"] + scores(3),
-        "不满意": RATINGS["dissatisfied"] + DIGITS["3"] + scores(1, 2),
-    }
+    """The ratings as residents say them: the words (grammar.RATINGS); the menu's own numbers, said
+    instead of keyed (「一」 is the first option, 满意); and a score out of five said with 分 or 星
+    (「打五分」), rated by ``core.followup_policy``. A bare 四 or 五 can only be a score, the menu
+    stops at three."""
+    words = {"满意": RATINGS["satisfied"], "基本满意": RATINGS["basically_satisfied"],
+             "不满意": RATINGS["dissatisfied"]}
+    menu = {rating: DIGITS[key] for key, rating in MENU_RATINGS.items()}
+    scores = {rating: tuple(way for score in SCORES_OUT_OF_FIVE if rating_for_score(score) == rating
+                            for way in SCORES[str(score)] if score > len(MENU_RATINGS) or way.endswith(("分", "星")))
+              for rating in words}
+    return {rating: words[rating] + menu[rating] + scores[rating] for rating in words}
 
 
 RESOLVED_WORDS: Choices = {**YES_NO, **OPT_OUT}
 RESOLVED_KEYS = {"1": "yes", "2": "no", OPT_OUT_KEY: "opt_out"}
 RATING_WORDS: Choices = {**rating_words(), **OPT_OUT}
-RATING_KEYS = {"1": "满意", "2": "基本满意", "3": "不满意", OPT_OUT_KEY: "opt_out"}
+RATING_KEYS = {**MENU_RATINGS, OPT_OUT_KEY: "opt_out"}
 
 
 @dataclass(frozen=True)
