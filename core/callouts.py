@@ -46,7 +46,15 @@ from core.tickets import DESK, STATUS_NAMES, Status, TransitionError, Transition
 
 log = logging.getLogger(__name__)
 
-RINGING, ACCEPTED, EXHAUSTED, STOPPED = "ringing", "accepted", "exhausted", "stopped"
+class CallOutState(StrEnum):
+    RINGING = "ringing"  # the chain is being rung
+    ACCEPTED = "accepted"  # an engineer (or the last resort) took the job
+    EXHAUSTED = "exhausted"  # nobody did: the managers were alerted
+    STOPPED = "stopped"  # the front desk stopped it, or the ticket no longer waits for an engineer
+
+
+RINGING, ACCEPTED, EXHAUSTED, STOPPED = (CallOutState.RINGING, CallOutState.ACCEPTED, CallOutState.EXHAUSTED,
+                                         CallOutState.STOPPED)
 STATE_NAMES = {RINGING: "呼叫中", ACCEPTED: "已接单", EXHAUSTED: "无人接单", STOPPED: "已停止"}
 # A call-out only makes sense while nobody has taken the ticket yet.
 WAITING_FOR_ENGINEER = frozenset({Status.DRAFT, Status.RECEIVED, Status.DISPATCHED})

@@ -43,15 +43,13 @@ from core.callouts import ACCEPTED, RINGING, CallOutError, EmergencyReply
 from core.calls import CallLog
 from core.desk import CALLOUT, HOTLINE, NotFound
 from core.dispatch import Action, Outcome, Step
+from core.outcomes import dial_failure
 from core.settings import Settings
 from core.store import CallOut
 
 log = logging.getLogger("callcenter.ivr")
 
 POLL_SECONDS = 1.0
-# A call-out attempt as a call record outcome (core.calls.OUTCOMES).
-CALL_OUTCOMES = {Outcome.ACCEPTED: "completed", Outcome.DECLINED: "declined", Outcome.NO_ANSWER: "no_answer",
-                 Outcome.BUSY: "busy", Outcome.FAILED: "failed"}
 
 
 @dataclass
@@ -208,7 +206,7 @@ class CalloutRunner:
             # Whatever went wrong counts at once, so the chain moves on: a DialError says busy / no
             # answer / failed; anything else (no line, a contact that does not resolve) failed.
             dialled_out = isinstance(error, DialError) and not ringer.called_off.is_set()
-            outcome = Outcome(error.outcome) if dialled_out else Outcome.FAILED
+            outcome = Outcome(dial_failure(error.outcome)) if dialled_out else Outcome.FAILED
             log.info("callout %d: %s: %s (%s)", ringer.callout_id, step.describe(), outcome.value, error)
             self._record(attempt_id, outcome, time.monotonic() - dialled)
             self._note_call(ticket_id, step.contact, started, None, outcome)
@@ -268,7 +266,7 @@ class CalloutRunner:
         line = self.settings.callout.line
         self.calls.record_finished(sip_call_id=call.call_id if call else "", direction="outbound", line=line,
                                    caller=line, called=contact, at=started, ticket_id=ticket_id,
-                                   answered_at=answered_at, outcome=CALL_OUTCOMES[outcome], ended_at=self.clock())
+                                   answered_at=answered_at, outcome=outcome.call_outcome, ended_at=self.clock())
 
     def _alert(self, ticket_id: int, contacts: tuple[str, ...]) -> None:
         """Nobody took the job: ring each manager once with the alert (best effort, noted on the ticket)."""
@@ -282,7 +280,7 @@ class CalloutRunner:
                 call = self._dial(contact, self.settings.callout.ring_seconds, self._stopping)
             except Exception as error:
                 log.error("ticket %d: alert to %s failed: %s", ticket_id, contact, error)
-                outcome = Outcome(error.outcome) if isinstance(error, DialError) else Outcome.FAILED
+                outcome = Outcome(dial_failure(error.outcome)) if isinstance(error, DialError) else Outcome.FAILED
                 self._note_call(ticket_id, contact, started, None, outcome)
                 self._note_alert(ticket_id, contact, "未接通")
                 continue

@@ -18,6 +18,7 @@ from callcenter.ivr.flows.survey import RepairFacts, SurveyServices, run_survey
 from callcenter.ivr.lines import DialError, Line
 from core import followup, log_context
 from core.followup import SurveyAnswers
+from core.outcomes import CallOutcome, dial_failure
 from core.store import Ticket
 
 log = logging.getLogger("callcenter.ivr")
@@ -52,7 +53,7 @@ def call_followup(followup_id: int, services: FollowupServices) -> None:
     line = services.line(settings.followup.line)
     if line is None:
         log.error("follow-up %s: no line named %r to dial from (followup.line)", followup_id, settings.followup.line)
-        result = SurveyCallResult(record_id=None, answers=None, no_contact="failed")
+        result = SurveyCallResult(record_id=None, answers=None, no_contact=CallOutcome.FAILED)
     else:
         result = survey_call(line, phone, ticket_id, repair, services.survey)
     try:
@@ -61,7 +62,7 @@ def call_followup(followup_id: int, services: FollowupServices) -> None:
             if answers is None:
                 followup.record_no_contact(session, followup_id, result.no_contact, now, settings)
             elif not answers.reached:
-                followup.record_no_contact(session, followup_id, "voicemail", now, settings)
+                followup.record_no_contact(session, followup_id, CallOutcome.VOICEMAIL, now, settings)
             else:  # an opt-out among the answers is recorded with them
                 followup.record_answers(session, followup_id, answers, result.record_id, now, settings)
     except followup.FollowUpError as error:  # a clerk recorded this follow-up by hand during the call
@@ -79,7 +80,7 @@ def survey_call(line: Line, phone: str, ticket_id: int, repair: RepairFacts, ser
         call = line.dial(phone, timeout=ring_seconds)
     except Exception as error:  # whatever went wrong: an attempt that did not reach the resident
         # busy, no_answer or failed, as core.followup.record_no_contact takes them
-        outcome = error.outcome if isinstance(error, DialError) else "failed"
+        outcome = dial_failure(error.outcome) if isinstance(error, DialError) else CallOutcome.FAILED
         log.info("follow-up call to %s: %s (%s)", phone, outcome, error)
         record_id = services.calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=services.clock())
         return SurveyCallResult(record_id, None, outcome)

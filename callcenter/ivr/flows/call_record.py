@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from callcenter.ivr.flows.dialogue import Dialogue, Heard
 from core.calls import CallLog
+from core.outcomes import CallOutcome
 from core.settings import Settings
 
 
@@ -47,7 +48,7 @@ class FlowRecord:
     def close(self, outcome: str, **transcript: Any) -> None:
         """Store the transcript (the utterances, plus whatever the flow adds) and how the call ended.
         A call the line ended for its own reason (no RTP: "media_timeout") says so, not "hung up"."""
-        if outcome == "caller_hung_up" and getattr(self.call, "end_outcome", None):
+        if outcome == CallOutcome.CALLER_HUNG_UP and getattr(self.call, "end_outcome", None):
             outcome = self.call.end_outcome
         self.calls.update(self.record_id, transcript={"utterances": self.utterances, **transcript})
         self.calls.close(self.record_id, outcome, self.clock())

@@ -26,6 +26,7 @@ from core.calls import CallLog
 from core.desk import resident_by_phone
 from core.intake import DraftFacts, PhoneDrafts
 from core.numerals import compact_spaces, normalize_numbers
+from core.outcomes import CallOutcome
 from core.settings import Settings
 from core.tickets import Urgency
 from core.triage import triage
@@ -90,33 +91,33 @@ class HotlineCall:
         record_id = s.calls.open(sip_call_id=call.call_id, direction="inbound", line=call.line.name,
                                  caller=call.caller, called=call.called, at=s.clock())
         self.record = FlowRecord(s.calls, record_id, s.settings, s.clock)
-        outcome = "error"
+        outcome = CallOutcome.ERROR
         try:
             try:
                 call.answer()
             except CallEnded:  # cancelled while it rang
-                outcome = "cancelled"
+                outcome = CallOutcome.CANCELLED
                 return
             s.calls.update(record_id, answered_at=s.clock())
             self.record.start_recording(call, self.dialogue)
             outcome = self.converse()
         except (HungUp, CallEnded):
-            outcome = "completed" if self.told_number else "caller_hung_up"
+            outcome = CallOutcome.COMPLETED if self.told_number else CallOutcome.CALLER_HUNG_UP
         except Transferred:
-            outcome = "transferred"
+            outcome = CallOutcome.TRANSFERRED
         except Exception:
             log.exception("call %s: hotline flow failed", call.call_id)
         finally:
             self.finish(outcome)
 
-    def finish(self, outcome: str) -> None:
+    def finish(self, outcome: CallOutcome) -> None:
         """Whatever happened: keep what was understood, the transcript and the outcome."""
         s = self.services
         if self.meeting is not None:
             s.meetings.close(self.meeting)
         try:
             if self.ticket_id is not None or self.record.utterances or self.facts.room or self.facts.area:
-                self.save("通话结束" if outcome == "completed" else "通话中断")
+                self.save("通话结束" if outcome == CallOutcome.COMPLETED else "通话中断")
         except Exception:
             log.exception("call %s: could not save the draft at the end", self.call.call_id)
         s.calls.update(self.record.record_id, ticket_id=self.ticket_id)
@@ -129,7 +130,7 @@ class HotlineCall:
         if self.record is not None:
             self.services.calls.update(self.record.record_id, ticket_id=self.ticket_id)
 
-    def converse(self) -> str:
+    def converse(self) -> CallOutcome:
         d, p = self.dialogue, self.prompts
         d.say(p["hotline.greeting"], barge_in=True)
         d.say(p["hotline.menu"], barge_in=True)
@@ -154,7 +155,7 @@ class HotlineCall:
         if self.meeting is not None:
             hold_for_engineer(d, p, self.meeting, self.callout_state)
         d.say(p["hotline.goodbye"])
-        return "completed"
+        return CallOutcome.COMPLETED
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -336,7 +337,7 @@ class HotlineCall:
         elif answer:  # no answer at all is not a confirmation
             f.confirmed.add("summary")
 
-    def tell_ticket_status(self) -> str:
+    def tell_ticket_status(self) -> CallOutcome:
         d, p = self.dialogue, self.prompts
         number = d.ask_keys(p["hotline.ask_ticket_number"], max_keys=14)
         status = self.services.drafts.status_of(number) if number else None
@@ -345,7 +346,7 @@ class HotlineCall:
         else:
             d.say(p.say("hotline.ticket_status_prefix", f"pieces.status_{status.value}"))
         d.say(p["hotline.goodbye"])
-        return "completed"
+        return CallOutcome.COMPLETED
 
     def desk_transfer(self) -> None:
         """0: the front desk while it is staffed: the hotline dials ``hotline.desk_extension`` on its own

@@ -38,6 +38,7 @@ from core.calls import CallLog
 from core.followup import SurveyAnswers
 from core.followup_policy import MENU_RATINGS, rating_for_score
 from core.followup_policy import SCORES as SCORES_OUT_OF_FIVE
+from core.outcomes import CallOutcome
 from core.settings import Settings
 
 log = logging.getLogger("callcenter.ivr")
@@ -146,12 +147,12 @@ class SurveyCall:
         self.invited_to_hang_up = False  # 「没有请直接挂机」 was said: hanging up is the normal end
 
     def run(self) -> SurveyAnswers:
-        outcome = "error"
+        outcome = CallOutcome.ERROR
         try:
             self.record.start_recording(self.call, self.dialogue)
             outcome = self.converse()
         except (HungUp, CallEnded):
-            outcome = "completed" if self.invited_to_hang_up else "caller_hung_up"
+            outcome = CallOutcome.COMPLETED if self.invited_to_hang_up else CallOutcome.CALLER_HUNG_UP
         except Exception:
             log.exception("call %s: survey flow failed", self.call.call_id)
         finally:
@@ -161,20 +162,20 @@ class SurveyCall:
             log.info("call %s: survey ended (%s): %s", self.call.call_id, outcome, self.answers)
         return self.answers
 
-    def converse(self) -> str:
+    def converse(self) -> CallOutcome:
         p, a = self.prompts, self.answers
         self.introduce()
         # The first question is asked twice by hand: a voicemail is told after the first try.
         resolved = self.ask("resolved", p["survey.ask_resolved"], RESOLVED_WORDS, RESOLVED_KEYS, tries=1)
         if resolved is None and self.speech.longest >= GREETING_SECONDS:
             a.reached = False
-            return "voicemail"  # leave no more on the tape than the introduction
+            return CallOutcome.VOICEMAIL  # leave no more on the tape than the introduction
         if resolved is None:
             resolved = self.ask("resolved", p["survey.ask_again"] + p["survey.ask_resolved"], RESOLVED_WORDS,
                                 RESOLVED_KEYS, tries=1)
         if resolved is None and not self.speech.longest and not self.record.utterances:
             a.reached = False
-            return "no_input"  # not a sound from the far end since it answered
+            return CallOutcome.NO_INPUT  # not a sound from the far end since it answered
         if resolved == "opt_out":
             return self.opt_out()
         a.resolved = None if resolved is None else resolved == "yes"
@@ -185,7 +186,7 @@ class SurveyCall:
         if self.take_comment():
             return self.opt_out()
         self.dialogue.say(p["survey.thanks"])
-        return "completed"
+        return CallOutcome.COMPLETED
 
     def introduce(self) -> None:
         """Said whole (no barge-in: consent comes first), and listened over for a voicemail greeting."""
@@ -222,7 +223,7 @@ class SurveyCall:
             self.answers.comment = heard.text
             self.answers.comment_start = heard.start
 
-    def opt_out(self) -> str:
+    def opt_out(self) -> CallOutcome:
         self.answers.opted_out = True
         self.dialogue.say(self.prompts["survey.opted_out"])
-        return "opted_out"
+        return CallOutcome.OPTED_OUT
