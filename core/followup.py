@@ -49,6 +49,7 @@ from core.outcomes import CallOutcome
 from core.settings import Settings
 from core.store import CallRecord, FollowUp, FollowUpOptOut, Ticket
 from core.tickets import RATINGS, STATUS_NAMES, Status, TransitionError, TransitionRequest, Urgency
+from core.transcript import Utterance
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class SurveyAnswers:
     comment_start: float | None = None  # seconds into the call's recording where the comment starts
     opted_out: bool = False  # 「别再打了」 or the opt-out key
     reached: bool = True  # False: silence or a voicemail answered; counts as no answer
-    transcript: list[dict] = field(default_factory=list)  # utterances as the hotline stores them
+    transcript: list[Utterance] = field(default_factory=list)  # the call's answers (core.transcript)
 
 
 class FollowUpState(enum.StrEnum):

@@ -52,7 +52,7 @@ def test_resolved_and_satisfied_by_keys_then_no_comment(run):
     assert (answers.reached, answers.resolved, answers.rating, answers.comment) == (True, True, "满意", "")
     assert not answers.opted_out and record.outcome == "completed" and call.hung_up_by_flow
     assert [u["step"] for u in record.transcript["utterances"]] == ["resolved", "rating"]
-    assert answers.transcript == record.transcript["utterances"]
+    assert [u.to_json() for u in answers.transcript] == record.transcript["utterances"]
 
 
 def test_a_report_of_another_day_names_its_date(run):

@@ -29,6 +29,7 @@ from callcenter.ivr.prompts import SAMPLE_RATE, Prompts
 from core.dispatch import Outcome
 from core.settings import Settings
 from core.store import CallRecord, Ticket
+from core.transcript import PROBLEM, Transcript
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -80,8 +81,7 @@ def caller_words(session: Session, settings: Settings, ticket_id: int) -> bytes:
                             .order_by(CallRecord.id).limit(1))
     if record is None or not record.recording_path or not record.transcript:
         return b""
-    spans = [(u["start"], u["end"]) for u in record.transcript.get("utterances", [])
-             if u.get("step") == "problem" and u.get("end", 0) > u.get("start", 0)]
+    spans = [(u.start, u.end) for u in Transcript.from_json(record.transcript).of_step(PROBLEM) if u.end > u.start]
     try:
         pieces = [cut(settings.recordings_dir / record.recording_path, start - WORDS_LEAD_IN, end + WORDS_TAIL)
                   for start, end in spans]

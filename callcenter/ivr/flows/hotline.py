@@ -29,6 +29,7 @@ from core.numerals import compact_spaces, normalize_numbers
 from core.outcomes import CallOutcome
 from core.settings import Settings
 from core.tickets import Urgency
+from core.transcript import PROBLEM, Utterance
 from core.triage import triage
 
 log = logging.getLogger("callcenter.ivr")
@@ -121,7 +122,7 @@ class HotlineCall:
         except Exception:
             log.exception("call %s: could not save the draft at the end", self.call.call_id)
         s.calls.update(self.record.record_id, ticket_id=self.ticket_id)
-        self.record.close(outcome, confirmed=sorted(self.facts.confirmed))
+        self.record.close(outcome, confirmed=self.facts.confirmed)
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
     def save(self, step: str) -> None:
@@ -142,7 +143,7 @@ class HotlineCall:
         if heard.spoke and not heard.keys:
             self.take_description(heard)  # the caller started with the problem itself
         self.establish_address()
-        if not self.facts.description and not self.utterances_of("problem"):
+        if not self.facts.description and not self.utterances_of(PROBLEM):
             self.ask_problem()
         if self.emergency_raised:
             attached = self.emergency_reply == EmergencyReply.ATTACHED
@@ -260,7 +261,7 @@ class HotlineCall:
 
     def take_description(self, heard: Heard) -> None:
         f = self.facts
-        self.note_utterance("problem", heard)
+        self.note_utterance(PROBLEM, heard)
         if heard.text:
             if self.provisional_description and f.description == self.provisional_description:
                 f.description = ""  # the partial that raised the emergency: the final says it all
@@ -382,10 +383,10 @@ class HotlineCall:
         if not heard.empty:
             self.record.note(step, heard)
             # Kept as it is said: an engineer rung in an emergency hears the caller's words mid-call.
-            transcript = {"utterances": self.record.utterances, "confirmed": sorted(self.facts.confirmed)}
+            transcript = self.record.transcript(self.facts.confirmed).to_json()
             self.services.calls.update(self.record.record_id, transcript=transcript)
 
-    def utterances_of(self, step: str) -> list[dict]:
+    def utterances_of(self, step: str) -> list[Utterance]:
         return self.record.utterances_of(step)
 
     def local_now(self) -> datetime:
