@@ -19,10 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from core import desk
+from core.callouts import CallOutState, latest_callout
 from core.claims import Conflict, claim
 from core.desk import HOTLINE, NewTicket
 from core.settings import Settings
-from core.store import Ticket
+from core.store import Resident, Ticket
 from core.tickets import Channel, Status, Urgency, current_due_at
 from core.triage import Draft
 
@@ -123,6 +124,20 @@ class PhoneDrafts:
                               data={"changes": changes, "confirmed": sorted(facts.confirmed)})
             session.flush()
         return ticket.id, ticket.number, ticket.version
+
+    def resident(self, phone: str) -> Resident | None:
+        """The directory's entry for a caller's number (``desk.resident_by_phone``), if any."""
+        with self.sessions() as session:
+            resident = desk.resident_by_phone(session, phone)
+            if resident is not None:
+                session.expunge(resident)
+            return resident
+
+    def callout_state(self, ticket_id: int) -> CallOutState | None:
+        """How the draft's emergency call-out stands (its running one, else its latest); None: none."""
+        with self.sessions() as session:
+            callout = latest_callout(session, ticket_id)
+            return CallOutState(callout.state) if callout is not None else None
 
     def status_of(self, number: str) -> Status | None:
         """A caller asking about their ticket by its number."""

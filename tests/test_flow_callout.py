@@ -15,6 +15,7 @@ from callcenter.ivr.flows import put_through
 from callcenter.ivr.flows.callout import CalledOff, EngineerCall, Job, caller_words
 from callcenter.ivr.flows.dialogue import Dialogue, HungUp
 from callcenter.ivr.flows.put_through import hold_for_engineer
+from core.callout_service import CallOutService
 from core.callouts import ACCEPTED, EXHAUSTED, RINGING
 from core.calls import CallLog
 from core.dispatch import Outcome
@@ -196,8 +197,7 @@ def test_the_callers_words_are_cut_from_the_hotline_recording(flow_settings, flo
     calls.update(record_id, recording_path="2026/11/23/1-c1.wav", transcript={"utterances": [
         {"step": "address", "text": "三号楼", "keys": "", "words": [], "start": 1.0, "end": 2.0},
         {"step": "problem", "text": "漏水", "keys": "", "words": [], "start": 5.0, "end": 6.0}]})
-    with flow_sessions() as session:
-        words = caller_words(session, flow_settings, ticket.id)
+    words = caller_words(CallOutService(flow_sessions, flow_settings).job(ticket.id), flow_settings)
     samples = [int.from_bytes(words[i:i + 2], "little") for i in range(0, len(words), 2)]
     assert len(samples) == int((6.0 + 0.3 - (5.0 - 1.5)) * 8000)  # 1.5 s before the words to 0.3 s after
     assert set(samples) == {3, 4, 5, 6}  # the seconds 3.5 to 6.3 of the recording: no address in it

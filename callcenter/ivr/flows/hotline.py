@@ -21,9 +21,8 @@ from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded, SipError
 from core import log_context
-from core.callouts import EmergencyReply, latest_callout
+from core.callouts import CallOutState, EmergencyReply
 from core.calls import CallLog
-from core.desk import resident_by_phone
 from core.intake import DraftFacts, PhoneDrafts
 from core.numerals import compact_spaces, normalize_numbers
 from core.outcomes import CallOutcome
@@ -300,11 +299,9 @@ class HotlineCall:
         elif meeting is not None:
             s.meetings.close(meeting)
 
-    def callout_state(self) -> str | None:
-        """How this ticket's call-out stands (core.callouts states), from the database."""
-        with self.services.drafts.sessions() as session:
-            callout = latest_callout(session, self.ticket_id)
-            return callout.state if callout is not None else None
+    def callout_state(self) -> CallOutState | None:
+        """How this ticket's call-out stands, from the database (another process may ring it)."""
+        return self.services.drafts.callout_state(self.ticket_id)
 
     def ask_time(self) -> None:
         d, p, f = self.dialogue, self.prompts, self.facts
@@ -374,10 +371,7 @@ class HotlineCall:
     # -- helpers ---------------------------------------------------------------------------
 
     def lookup_resident(self):
-        if not self.facts.phone:
-            return None
-        with self.services.drafts.sessions() as session:
-            return resident_by_phone(session, self.facts.phone)
+        return self.services.drafts.resident(self.facts.phone) if self.facts.phone else None
 
     def note_utterance(self, step: str, heard: Heard) -> None:
         if not heard.empty:
