@@ -11,12 +11,12 @@ from core.tickets import RATINGS
 SATISFIED, BASICALLY_SATISFIED, DISSATISFIED = RATINGS
 # The rating menu as the call offers it (「满意请按1，基本满意请按2，不满意请按3」): key or spoken number.
 MENU_RATINGS = {"1": SATISFIED, "2": BASICALLY_SATISFIED, "3": DISSATISFIED}
-SCORES = range(1, 6)  # a score out of five, as residents often give one (「打五分」, 「四星」)
+SCORE_RANGE = range(1, 6)  # a score out of five, as residents often give one (「打五分」, 「四星」)
 
 
 def rating_for_score(score: int) -> str:
     """A score out of five as a rating: 4-5 满意, 3 基本满意, 1-2 不满意."""
-    if score not in SCORES:
+    if score not in SCORE_RANGE:
         raise ValueError(f"a score is 1 to 5, not {score}")
     if score >= 4:
         return SATISFIED

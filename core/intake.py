@@ -56,9 +56,9 @@ class DraftFacts(NewTicket):
         self.building, self.unit, self.room, self.area = building or "", unit or "", room or "", area or ""
 
     def merge(self, draft: Draft) -> None:
-        """What the triage of the caller's description adds: its category; its urgency only if that is
-        an emergency (a later calm sentence does not undo one); its appointment if it names one; its
-        address only if none was said yet (an address given or confirmed on its own step wins)."""
+        """What the triage of the caller's description adds: its category; its urgency only if that
+        is an emergency (a later calm sentence does not undo one); its appointment if it names one;
+        its address only if none was said yet (an address given or confirmed on its own step wins)."""
         self.category = draft.category
         if draft.urgency == Urgency.EMERGENCY:
             self.urgency = Urgency.EMERGENCY
@@ -68,8 +68,9 @@ class DraftFacts(NewTicket):
             self.set_address(draft.address.building, draft.address.unit, draft.address.room, draft.address.area)
 
     def needs_visit_time(self) -> bool:
-        """Whether the caller is asked when the engineer may come: not in an emergency (they come at
-        once), not for a public area or a category that needs no home visit, not when a time was said."""
+        """Whether the caller is asked when the engineer may come: not in an emergency (they come
+        at once), not for a public area or a category that needs no home visit, nor when a time
+        was said already."""
         return not (self.urgency == Urgency.EMERGENCY or self.area or self.appointment_start
                     or self.category in NO_VISIT_CATEGORIES)
 

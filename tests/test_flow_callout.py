@@ -23,7 +23,8 @@ from core.store import Ticket
 from tests.support.fake_call import FakeCall, HangUp, Silence, press
 from tests.support.flow_env import flow_sessions, flow_settings, labelled_prompts, migrated_database, virtual_time  # noqa: F401
 
-JOB = Job(building="3", unit="2", room="501", category="plumbing", phone="13800138000", caller_words=b"(the caller's voice)")
+JOB = Job(building="3", unit="2", room="501", category="plumbing", phone="13800138000",
+          caller_words=b"(the caller's voice)")
 ADDRESS = ["pieces.digit_3", "pieces.building", "pieces.digit_2", "pieces.unit", "pieces.digit_5", "pieces.digit_0",
            "pieces.digit_1"]
 ANNOUNCEMENT = ["callout.alert", "callout.address_prefix", *ADDRESS, "callout.category_prefix", "pieces.cat_plumbing",

@@ -126,7 +126,8 @@ def test_a_time_said_in_the_description_is_not_asked_again(run):
     assert "hotline.ask_time" not in call.played and ticket.appointment_start is not None
 
 
-@pytest.mark.parametrize("words, category", [("三号楼电梯坏了", "elevator"), ("三号楼二单元五零一小区路灯不亮", "public_facility")])
+@pytest.mark.parametrize("words, category", [("三号楼电梯坏了", "elevator"),
+                                             ("三号楼二单元五零一小区路灯不亮", "public_facility")])
 def test_no_visit_time_is_asked_for_a_repair_that_needs_no_home_visit(run, words, category):
     call, _, ticket = run(say(words), say("是"), press("1"), HangUp())
     assert ticket.category == category
@@ -136,7 +137,8 @@ def test_no_visit_time_is_asked_for_a_repair_that_needs_no_home_visit(run, words
 # -- the address ----------------------------------------------------------------------------
 
 def test_the_address_is_asked_when_the_description_has_none_and_read_back(run):
-    call, record, ticket = run(say("厨房水管漏水了"), say("三号楼二单元五零一"), say("是"), Silence(), press("1"), HangUp())
+    call, record, ticket = run(say("厨房水管漏水了"), say("三号楼二单元五零一"), say("是"), Silence(), press("1"),
+                               HangUp())
     at = call.played.index("hotline.ask_address")
     assert call.played[at + 1:at + 1 + len(READBACK)] == READBACK
     assert (ticket.building, ticket.unit, ticket.room) == ("3", "2", "501")
@@ -223,7 +225,8 @@ def test_silence_at_the_menu_goes_on_to_the_address(run):
 
 
 def test_an_unknown_key_at_the_menu_is_taken_like_1(run):
-    call, _, _ = run(press("7"), say("三号楼二单元五零一"), say("是"), say("厨房水管漏水了"), Silence(), press("1"), HangUp())
+    call, _, _ = run(press("7"), say("三号楼二单元五零一"), say("是"), say("厨房水管漏水了"), Silence(), press("1"),
+                     HangUp())
     assert call.played[2] == "hotline.ask_address" and "hotline.ticket_number_prefix" in call.played
 
 

@@ -10,7 +10,8 @@ STORED = {"utterances": [{"step": "problem", "text": "厨房漏水", "keys": "",
 
 def test_a_stored_transcript_reads_and_writes_back_the_same_json():
     transcript = Transcript.from_json(STORED)
-    assert transcript.of_step(PROBLEM) == [Utterance("problem", "厨房漏水", "", STORED["utterances"][0]["words"], 1.5, 3.0)]
+    words = STORED["utterances"][0]["words"]
+    assert transcript.of_step(PROBLEM) == [Utterance("problem", "厨房漏水", "", words, 1.5, 3.0)]
     assert transcript.to_json() == STORED
 
 

@@ -14,8 +14,8 @@ from typing import Callable
 from callcenter.ivr.flows.dialogue import Dialogue, Heard
 from core.calls import CallLog
 from core.outcomes import CallOutcome
-from core.transcript import Transcript, Utterance
 from core.settings import Settings
+from core.transcript import Transcript, Utterance
 
 
 class FlowRecord:

@@ -36,8 +36,7 @@ from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded
 from core.calls import CallLog
 from core.followup import SurveyAnswers
-from core.followup_policy import MENU_RATINGS, rating_for_score
-from core.followup_policy import SCORES as SCORES_OUT_OF_FIVE
+from core.followup_policy import MENU_RATINGS, SCORE_RANGE, rating_for_score
 from core.outcomes import CallOutcome
 from core.settings import Settings
 
@@ -60,7 +59,7 @@ def rating_words() -> Choices:
     words = {"满意": RATINGS["satisfied"], "基本满意": RATINGS["basically_satisfied"],
              "不满意": RATINGS["dissatisfied"]}
     menu = {rating: DIGITS[key] for key, rating in MENU_RATINGS.items()}
-    scores = {rating: tuple(way for score in SCORES_OUT_OF_FIVE if rating_for_score(score) == rating
+    scores = {rating: tuple(way for score in SCORE_RANGE if rating_for_score(score) == rating
                             for way in SCORES[str(score)] if score > len(MENU_RATINGS) or way.endswith(("分", "星")))
               for rating in words}
     return {rating: words[rating] + menu[rating] + scores[rating] for rating in words}
