@@ -352,7 +352,7 @@ class HotlineCall:
         Transferred). Out of hours, or when the desk does not answer, say so and go on with the call."""
         d, p = self.dialogue, self.prompts
         extension = self.config.desk_extension
-        if not (extension and desk_staffed(self.config.desk_hours, self.local_now())):
+        if not (extension and desk_staffed(self.config.desk_windows(), self.local_now())):
             d.say(p["hotline.desk_closed"])
             return
         d.say(p["hotline.transfer_desk"])
@@ -399,12 +399,9 @@ def caller_number(caller: str) -> str:
     return number[2:] if number.startswith("86") and len(number) == 13 else number
 
 
-def desk_staffed(hours: list[str] | tuple[str, ...], now: datetime) -> bool:
-    for span in hours:
-        start, end = (time.fromisoformat(t.strip()) for t in span.split("-"))
-        if start <= now.time() < end:
-            return True
-    return False
+def desk_staffed(windows: tuple[tuple[time, time], ...], now: datetime) -> bool:
+    """Inside one of the desk's hours (``HotlineSettings.desk_windows``, checked when settings load)."""
+    return any(start <= now.time() < end for start, end in windows)
 
 
 @log_context.scoped
