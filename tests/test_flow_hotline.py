@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
+from callcenter.ivr.bridge import Meetings
 from callcenter.ivr.flows import hotline
 from callcenter.ivr.flows.hotline import HotlineServices, answer_hotline
 from core.callouts import EmergencyReply
@@ -32,7 +33,8 @@ def run(flow_settings, flow_sessions, labelled_prompts, virtual_time):
     """Run the hotline on a fake call; returns the call, the call record and the draft (or None)."""
     emergencies: list[int] = []
 
-    def run(*turns, speech=True, now=NOW, reply=EmergencyReply.CALLING, settings=flow_settings, **call_args):
+    def run(*turns, speech=True, now=NOW, reply=EmergencyReply.CALLING, settings=flow_settings, meetings=None,
+            **call_args):
         call = FakeCall(list(turns), virtual_time, **call_args)
 
         def on_emergency(ticket_id):
@@ -44,7 +46,7 @@ def run(flow_settings, flow_sessions, labelled_prompts, virtual_time):
         services = HotlineServices(settings=settings, prompts=labelled_prompts,
                                    drafts=PhoneDrafts(flow_sessions, settings), calls=CallLog(flow_sessions),
                                    new_recognizer=call.new_recognizer if speech else None,
-                                   on_emergency=on_emergency, clock=lambda: now)
+                                   on_emergency=on_emergency, meetings=meetings, clock=lambda: now)
         answer_hotline(call, services)
         with flow_sessions() as session:
             record = session.scalars(select(CallRecord)).one()
@@ -251,6 +253,20 @@ def test_an_emergency_already_under_way_is_attached(run):
                           reply=EmergencyReply.ATTACHED)
     assert "hotline.emergency_attached" in call.played and "hotline.emergency_notice" not in call.played
     assert run.emergencies == [ticket.id]
+
+
+def test_an_emergency_caller_is_offered_to_hold_for_the_engineer_after_the_ticket_number(run):
+    meetings = Meetings()
+    call, record, ticket = run(say(LEAK.replace("漏水了", "爆了")), say("是"), press("1"), Silence(), meetings=meetings)
+    at = call.played.index("hotline.ticket_number_prefix")
+    assert call.played[at:].count("hotline.offer_engineer") == 1 and call.played[-1] == "hotline.goodbye"
+    assert record.outcome == "completed" and meetings.find(ticket.id) is None  # the meeting is closed
+
+
+def test_an_attached_emergency_offers_no_engineer_to_hold_for(run):
+    call, _, ticket = run(say(LEAK.replace("漏水了", "爆了")), say("是"), press("1"), HangUp(),
+                          reply=EmergencyReply.ATTACHED, meetings=(meetings := Meetings()))
+    assert "hotline.offer_engineer" not in call.played and meetings.find(ticket.id) is None
 
 
 def test_a_calm_sentence_after_an_emergency_does_not_lower_it(run):
