@@ -39,7 +39,7 @@ from callcenter.asr.audio import Audio, read_wav  # noqa: E402
 from callcenter.asr.grammar import YES_NO, phrases_of  # noqa: E402
 from callcenter.asr.model import load_model  # noqa: E402
 from callcenter.asr.stream import Final, Partial, VoskRecognizer  # noqa: E402
-from callcenter.asr.transcribe import character_error_rate  # noqa: E402
+from tests.support.metrics import character_error_rate  # noqa: E402
 
 PACKET = 0.02  # seconds per RTP packet
 PAUSE = 1.5  # seconds of silence between sentences (longer than end_silence: one utterance each)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -45,10 +46,25 @@ from core.tickets import DESK, STATUS_NAMES, Status, TransitionError, Transition
 
 log = logging.getLogger(__name__)
 
-RINGING, ACCEPTED, EXHAUSTED, STOPPED = "ringing", "accepted", "exhausted", "stopped"
+class CallOutState(StrEnum):
+    RINGING = "ringing"  # the chain is being rung
+    ACCEPTED = "accepted"  # an engineer (or the last resort) took the job
+    EXHAUSTED = "exhausted"  # nobody did: the managers were alerted
+    STOPPED = "stopped"  # the front desk stopped it, or the ticket no longer waits for an engineer
+
+
+RINGING, ACCEPTED, EXHAUSTED, STOPPED = (CallOutState.RINGING, CallOutState.ACCEPTED, CallOutState.EXHAUSTED,
+                                         CallOutState.STOPPED)
 STATE_NAMES = {RINGING: "呼叫中", ACCEPTED: "已接单", EXHAUSTED: "无人接单", STOPPED: "已停止"}
 # A call-out only makes sense while nobody has taken the ticket yet.
 WAITING_FOR_ENGINEER = frozenset({Status.DRAFT, Status.RECEIVED, Status.DISPATCHED})
+
+
+class EmergencyReply(StrEnum):
+    """What the call-out did about a hotline caller's emergency (what the caller is told)."""
+
+    CALLING = "calling"  # a call-out started: the engineer on duty is being rung
+    ATTACHED = "attached"  # the same incident's call-out is under way: nobody is paged again
 
 
 class CallOutError(TransitionError):

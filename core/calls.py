@@ -15,27 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.store import CallRecord, utcnow
 
-# How a call ended, as the console shows it.
-OUTCOMES = {
-    "in_progress": "通话中",
-    "completed": "完成",
-    "caller_hung_up": "来电方挂机",
-    "media_timeout": "语音中断（收不到对方语音包）",  # no RTP for rtp_timeout_seconds: the line ended the call
-    "no_input": "无应答输入",
-    "transferred": "已转前台",
-    "busy": "线路忙（已拒接）",
-    "cancelled": "未接通即挂断",
-    "rejected": "来源不允许",
-    "no_answer": "无人接听",
-    "declined": "拒绝",
-    "failed": "呼叫失败",
-    "voicemail": "语音信箱",  # a follow-up call answered by a voicemail greeting
-    "opted_out": "要求不再回访",
-    "error": "系统错误",
-    "node_lost": "处理节点失联，通话中断",  # closed by another node (core.nodes)
-}
-
-
 @dataclass
 class CallFilter:
     direction: str = ""

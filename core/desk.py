@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import false, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -354,6 +354,13 @@ def can_see(ticket: Ticket, actor: Actor) -> bool:
     return actor.engineer_id is not None and ticket.engineer_id == actor.engineer_id
 
 
+def visible_to(actor: Actor):
+    """``can_see`` as a query condition: the tickets ``actor`` may find."""
+    if actor.role != Role.ENGINEER:
+        return true()
+    return Ticket.engineer_id == actor.engineer_id if actor.engineer_id is not None else false()
+
+
 def record_event(ticket: Ticket, actor: Actor, now: datetime, kind: str,
                  from_status: Status | None = None, to_status: Status | None = None,
                  note: str = "", reason: str = "", data: dict | None = None) -> None:
@@ -378,9 +385,13 @@ class TicketFilter:
     offset: int = 0
 
 
-def find_tickets(session: Session, wanted: TicketFilter, now: datetime) -> tuple[list[Ticket], int]:
-    """The queue: emergencies first, then the newest; with the total count for paging."""
+def find_tickets(session: Session, wanted: TicketFilter, now: datetime, seen_by: Actor | None = None
+                 ) -> tuple[list[Ticket], int]:
+    """The queue: emergencies first, then the newest; with the total count for paging. ``seen_by``:
+    only the tickets that actor may see (an engineer, their own), whatever else is asked for."""
     query = select(Ticket)
+    if seen_by is not None:
+        query = query.where(visible_to(seen_by))
     if wanted.statuses:
         query = query.where(Ticket.status.in_(wanted.statuses))
     if wanted.urgency:

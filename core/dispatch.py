@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
 
+from core.outcomes import CallOutcome
 from core.roster import ANY_SKILL, ChainLink
 from core.settings import CalloutSettings
 
@@ -31,11 +32,19 @@ ANSWERED_CALL_SECONDS = 180
 
 
 class Outcome(enum.StrEnum):
+    """How one ring of a call-out ended: the engineer's answer, or the call's outcome when there was
+    none (the same strings as ``core.outcomes.CallOutcome``)."""
+
     ACCEPTED = "accepted"
-    DECLINED = "declined"
-    NO_ANSWER = "no_answer"
-    BUSY = "busy"
-    FAILED = "failed"
+    DECLINED = CallOutcome.DECLINED.value
+    NO_ANSWER = CallOutcome.NO_ANSWER.value
+    BUSY = CallOutcome.BUSY.value
+    FAILED = CallOutcome.FAILED.value
+
+    @property
+    def call_outcome(self) -> CallOutcome:
+        """The ring as its call record's outcome: an acceptance is a call completed."""
+        return CallOutcome.COMPLETED if self is Outcome.ACCEPTED else CallOutcome(self.value)
 
 
 OUTCOME_NAMES = {Outcome.ACCEPTED: "接单", Outcome.DECLINED: "拒绝", Outcome.NO_ANSWER: "无人接听",

@@ -45,9 +45,11 @@ from core import alerts, desk
 from core.calling_hours import CallingHours
 from core.claims import Conflict
 from core.desk import FOLLOWUP, Actor, NotFound, ValidationError, normalise_phone
+from core.outcomes import CallOutcome
 from core.settings import Settings
 from core.store import CallRecord, FollowUp, FollowUpOptOut, Ticket
 from core.tickets import RATINGS, STATUS_NAMES, Status, TransitionError, TransitionRequest, Urgency
+from core.transcript import Utterance
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +64,24 @@ class SurveyAnswers:
     comment_start: float | None = None  # seconds into the call's recording where the comment starts
     opted_out: bool = False  # 「别再打了」 or the opt-out key
     reached: bool = True  # False: silence or a voicemail answered; counts as no answer
-    transcript: list[dict] = field(default_factory=list)  # utterances as the hotline stores them
+    transcript: list[Utterance] = field(default_factory=list)  # the call's answers (core.transcript)
 
 
-SCHEDULED, CALLING, DONE, FAILED, OPTED_OUT = "scheduled", "calling", "done", "failed", "opted_out"
+class FollowUpState(enum.StrEnum):
+    SCHEDULED = "scheduled"  # waiting for its time (inside calling hours)
+    CALLING = "calling"  # claimed by a dialler: a call is under way
+    DONE = "done"  # answered and recorded (by the call or a clerk)
+    FAILED = "failed"  # given up: a clerk calls
+    OPTED_OUT = "opted_out"  # the resident asked not to be called again
+
+
+SCHEDULED, CALLING, DONE, FAILED, OPTED_OUT = (FollowUpState.SCHEDULED, FollowUpState.CALLING, FollowUpState.DONE,
+                                               FollowUpState.FAILED, FollowUpState.OPTED_OUT)
 FOLLOWUP_STATUS_NAMES = {SCHEDULED: "待回访", CALLING: "通话中", DONE: "已回访", FAILED: "回访失败",
                           OPTED_OUT: "不再回访"}
 # How a call that reached nobody ended (what record_no_contact accepts).
-NO_CONTACT = {"no_answer": "无人接听", "busy": "占线", "voicemail": "语音信箱", "failed": "呼叫失败"}
+NO_CONTACT = {CallOutcome.NO_ANSWER: "无人接听", CallOutcome.BUSY: "占线", CallOutcome.VOICEMAIL: "语音信箱",
+              CallOutcome.FAILED: "呼叫失败"}
 SATISFIED_RATINGS = RATINGS[:2]  # 满意, 基本满意
 # A survey call lasts a few minutes; a claim this old without an outcome was cut off by a crash.
 STALE_CALL_MINUTES = 15

@@ -19,13 +19,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from core import desk
+from core.callouts import CallOutState, latest_callout
 from core.claims import Conflict, claim
 from core.desk import HOTLINE, NewTicket
 from core.settings import Settings
-from core.store import Ticket
-from core.tickets import Channel, Status, current_due_at
+from core.store import Resident, Ticket
+from core.tickets import Channel, Status, Urgency, current_due_at
+from core.triage import Draft
 
 PENDING_DESCRIPTION = "（电话报修，内容请听录音）"
+# Categories fixed in a public place or that need no home visit: no visit time is asked.
+NO_VISIT_CATEGORIES = frozenset({"elevator", "public_facility"})
 DRAFT_FIELDS = {"description", "phone", "reporter_name", "building", "unit", "room", "area", "category",
                 "urgency", "appointment_start", "appointment_end"}
 
@@ -43,6 +47,32 @@ class DraftFacts(NewTicket):
         values = {key: getattr(self, key) for key in DRAFT_FIELDS}
         values["description"] = self.description or PENDING_DESCRIPTION
         return values
+
+    @property
+    def address_said(self) -> bool:
+        return bool(self.room or self.area)
+
+    def set_address(self, building: str | None, unit: str | None, room: str | None, area: str | None) -> None:
+        self.building, self.unit, self.room, self.area = building or "", unit or "", room or "", area or ""
+
+    def merge(self, draft: Draft) -> None:
+        """What the triage of the caller's description adds: its category; its urgency only if that
+        is an emergency (a later calm sentence does not undo one); its appointment if it names one;
+        its address only if none was said yet (an address given or confirmed on its own step wins)."""
+        self.category = draft.category
+        if draft.urgency == Urgency.EMERGENCY:
+            self.urgency = Urgency.EMERGENCY
+        if draft.appointment:  # core.triage.Appointment: aware datetimes already
+            self.appointment_start, self.appointment_end = draft.appointment.start, draft.appointment.end
+        if not self.address_said:
+            self.set_address(draft.address.building, draft.address.unit, draft.address.room, draft.address.area)
+
+    def needs_visit_time(self) -> bool:
+        """Whether the caller is asked when the engineer may come: not in an emergency (they come
+        at once), not for a public area or a category that needs no home visit, nor when a time
+        was said already."""
+        return not (self.urgency == Urgency.EMERGENCY or self.area or self.appointment_start
+                    or self.category in NO_VISIT_CATEGORIES)
 
 
 class PhoneDrafts:
@@ -95,6 +125,20 @@ class PhoneDrafts:
                               data={"changes": changes, "confirmed": sorted(facts.confirmed)})
             session.flush()
         return ticket.id, ticket.number, ticket.version
+
+    def resident(self, phone: str) -> Resident | None:
+        """The directory's entry for a caller's number (``desk.resident_by_phone``), if any."""
+        with self.sessions() as session:
+            resident = desk.resident_by_phone(session, phone)
+            if resident is not None:
+                session.expunge(resident)
+            return resident
+
+    def callout_state(self, ticket_id: int) -> CallOutState | None:
+        """How the draft's emergency call-out stands (its running one, else its latest); None: none."""
+        with self.sessions() as session:
+            callout = latest_callout(session, ticket_id)
+            return CallOutState(callout.state) if callout is not None else None
 
     def status_of(self, number: str) -> Status | None:
         """A caller asking about their ticket by its number."""

@@ -30,11 +30,12 @@ from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core import desk
+from core.outcomes import CallOutcome
 from core.settings import ClusterSettings
 from core.store import CallRecord, NodeRun, Ticket, utcnow
 
 log = logging.getLogger(__name__)
-LOST = "node_lost"
+LOST = CallOutcome.NODE_LOST
 # A cleanly stopped process hangs up its calls while it stops; give their records this long to close.
 STOPPED_GRACE_SECONDS = 30
 
@@ -143,7 +144,7 @@ def close_lost_calls(session: Session, now: datetime, cluster: ClusterSettings) 
     recording stay as they were saved. Returns the call record ids."""
     lost = session.execute(
         select(CallRecord, NodeRun).join(NodeRun, CallRecord.node_run_id == NodeRun.id)
-        .where(CallRecord.outcome == "in_progress", CallRecord.ended_at.is_(None),
+        .where(CallRecord.outcome == CallOutcome.IN_PROGRESS, CallRecord.ended_at.is_(None),
                gone_runs_condition(now, cluster))
         .order_by(CallRecord.id).with_for_update(of=CallRecord, skip_locked=True)).all()
     for record, run in lost:

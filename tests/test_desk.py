@@ -148,6 +148,25 @@ def test_queue_filters_and_overdue(sessions, settings):
         assert desk.find_tickets(session, TicketFilter(statuses=[Status.DRAFT]), now)[1] == 0
 
 
+def test_an_engineer_finds_only_their_own_tickets_whatever_they_ask_for(sessions, settings):
+    now = at(2026, 11, 22, 10, 0)
+    with sessions() as session, session.begin():
+        zhang, li = Engineer(name="张工", phone="13800000001"), Engineer(name="李工", phone="13800000002")
+        session.add_all([zhang, li])
+        session.flush()
+        for engineer in (zhang, li, None):
+            ticket = desk.create_ticket(session, new(), CLERK, now, settings)
+            ticket.engineer_id = engineer.id if engineer else None
+        ids = zhang.id, li.id
+    with sessions() as session:
+        def found(actor, wanted=None):
+            return [t.engineer_id for t in desk.find_tickets(session, wanted or TicketFilter(), now, seen_by=actor)[0]]
+        assert found(Actor("张工", Role.ENGINEER, ids[0])) == [ids[0]]
+        assert found(Actor("张工", Role.ENGINEER, ids[0]), TicketFilter(engineer_id=ids[1])) == []
+        assert found(Actor("ghost", Role.ENGINEER, None)) == []  # linked to nobody: nothing, not the unassigned
+        assert sorted(found(CLERK), key=str) == sorted([ids[0], ids[1], None], key=str)
+
+
 def test_report_counts_states_and_the_on_time_rate(sessions, settings, engineers):
     start = at(2026, 11, 1, 0, 0)
     with sessions() as session, session.begin():

@@ -104,3 +104,16 @@ def test_follow_up_recordings_and_scheduler_settings(tmp_path):
 def test_bad_follow_up_settings_name_the_key(environ, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(environ=environ)
+
+
+def test_desk_hours_are_read_like_calling_hours_when_settings_load(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[hotline]\ndesk_hours = ["8:30-12:00", "13:30-17:30"]\n')
+    assert load_settings(config).hotline.desk_windows() == ((time(8, 30), time(12)), (time(13, 30), time(17, 30)))
+    assert load_settings(environ={"CALLCENTER_HOTLINE_DESK_HOURS": ""}).hotline.desk_windows() == ()  # never staffed
+
+
+@pytest.mark.parametrize("hours", ["8:30", "17:30-08:30", "9-17", "08:30-24:00"])
+def test_bad_desk_hours_stop_the_start_not_a_call(hours):
+    with pytest.raises(SettingsError, match="hotline.desk_hours"):
+        load_settings(environ={"CALLCENTER_HOTLINE_DESK_HOURS": hours})

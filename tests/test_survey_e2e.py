@@ -260,7 +260,7 @@ def test_resident_who_presses_1_then_1_is_satisfied_and_the_call_is_recorded(fol
     assert (record.called, record.ticket_id) == (PHONE, follow_up.ticket_id)
     assert record.started_at <= record.answered_at < record.ended_at
     assert follow_up.steps() == [("resolved", "", "1"), ("rating", "", "1")]
-    assert follow_up.answers.transcript == record.transcript["utterances"]
+    assert [u.to_json() for u in follow_up.answers.transcript] == record.transcript["utterances"]
     # The whole call is recorded: from the answer until we hung up, after the thanks.
     assert abs(len(follow_up.recording()) / 16000 - (record.ended_at - record.answered_at).total_seconds()) < 1.0
     assert len(follow_up.phone.received("BYE")) == 1

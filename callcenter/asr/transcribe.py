@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from callcenter.asr.audio import read_wav
-from callcenter.asr.grammar import normalize
 from callcenter.asr.stream import words_of
 
 _CHUNK_SECONDS = 0.5  # files need no partials, so feed big chunks (cheaper per second of audio)
@@ -33,18 +32,3 @@ def transcribe_file(path: str | Path, model) -> dict:
         "text": " ".join(result["text"] for result in results if result.get("text")),
         "words": [{"word": w.word, "start": w.start, "end": w.end, "conf": w.conf} for w in words],
     }
-
-
-def character_error_rate(reference: str, hypothesis: str) -> float:
-    """Edit distance over characters / reference length, ignoring spaces and punctuation (Chinese
-    models put spaces between words and no punctuation). Used by the bench and the Chinese tests."""
-    ref, hyp = normalize(reference), normalize(hypothesis)
-    if not ref:
-        return float(bool(hyp))
-    previous = list(range(len(hyp) + 1))
-    for i, ref_char in enumerate(ref, 1):
-        current = [i]
-        for j, hyp_char in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_char != hyp_char)))
-        previous = current
-    return previous[-1] / len(ref)

@@ -31,28 +31,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from callcenter.ivr.bridge import Meetings
 from callcenter.ivr.flows.callout import CalledOff, EngineerCall, Job, load_job
-from callcenter.ivr.flows.hotline import EmergencyReply
 from callcenter.ivr.lines import Call, DialError, Line
 from callcenter.ivr.prompts import Prompts
-from core import callouts, desk, log_context
-from core.callouts import ACCEPTED, RINGING, CallOutError
+from core import log_context
+from core.callout_service import CallOutService
+from core.callouts import ACCEPTED, CallOutError, EmergencyReply
 from core.calls import CallLog
-from core.desk import CALLOUT, HOTLINE, NotFound
+from core.desk import NotFound
 from core.dispatch import Action, Outcome, Step
+from core.outcomes import dial_failure
 from core.settings import Settings
-from core.store import CallOut
 
 log = logging.getLogger("callcenter.ivr")
 
 POLL_SECONDS = 1.0
-# A call-out attempt as a call record outcome (core.calls.OUTCOMES).
-CALL_OUTCOMES = {Outcome.ACCEPTED: "completed", Outcome.DECLINED: "declined", Outcome.NO_ANSWER: "no_answer",
-                 Outcome.BUSY: "busy", Outcome.FAILED: "failed"}
 
 
 @dataclass
@@ -74,6 +70,7 @@ class CalloutRunner:
         self.settings, self.sessions, self.prompts, self.meetings = settings, sessions, prompts, meetings
         self.find_line, self.clock, self.poll_seconds = find_line, clock, poll_seconds
         self.calls = CallLog(sessions)
+        self.store = CallOutService(sessions, settings)
         self._ringers: dict[int, Ringer] = {}
         self._lock = threading.Lock()
         self._active = False
@@ -134,9 +131,7 @@ class CalloutRunner:
     def answer_emergency(self, ticket_id: int) -> EmergencyReply | None:
         """The hotline's on_emergency: attach to the same incident's call-out, or start one and ring."""
         try:
-            with self.sessions() as session, session.begin():
-                callout, attached = callouts.start_or_attach(session, ticket_id, HOTLINE, self.clock(), self.settings)
-                callout_id = callout.id
+            callout_id, attached = self.store.start_or_attach(ticket_id, self.clock())
         except CallOutError as error:
             log.warning("ticket %d: no emergency call-out: %s", ticket_id, error)
             return None
@@ -160,8 +155,7 @@ class CalloutRunner:
             self._look_now.wait(self.poll_seconds)
 
     def _look(self) -> None:
-        with self.sessions() as session:
-            ringing = set(session.scalars(select(CallOut.id).where(CallOut.state == RINGING)))
+        ringing = self.store.ringing()
         with self._lock:
             for callout_id, ringer in self._ringers.items():
                 if callout_id not in ringing:
@@ -172,12 +166,10 @@ class CalloutRunner:
     @log_context.scoped
     def _ring_chain(self, ringer: Ringer) -> None:
         try:
-            with self.sessions() as session:
-                ticket_id = session.get(CallOut, ringer.callout_id).ticket_id
-                log_context.note(ticket=desk.get_ticket(session, ticket_id).number, line=self.settings.callout.line)
+            ticket_id, number = self.store.ticket_of(ringer.callout_id)
+            log_context.note(ticket=number, line=self.settings.callout.line)
             while not self._stopping.is_set():
-                with self.sessions() as session, session.begin():
-                    next_call = callouts.next_call(session, ringer.callout_id, self.clock(), self.settings)
+                next_call = self.store.next_call(ringer.callout_id, self.clock())
                 decision = next_call.decision
                 if decision.action in (Action.RING, Action.LAST_RESORT):
                     self._ring(ringer, ticket_id, decision.step, next_call.attempt_id)
@@ -209,7 +201,7 @@ class CalloutRunner:
             # Whatever went wrong counts at once, so the chain moves on: a DialError says busy / no
             # answer / failed; anything else (no line, a contact that does not resolve) failed.
             dialled_out = isinstance(error, DialError) and not ringer.called_off.is_set()
-            outcome = Outcome(error.outcome) if dialled_out else Outcome.FAILED
+            outcome = Outcome(dial_failure(error.outcome)) if dialled_out else Outcome.FAILED
             log.info("callout %d: %s: %s (%s)", ringer.callout_id, step.describe(), outcome.value, error)
             self._record(attempt_id, outcome, time.monotonic() - dialled)
             self._note_call(ticket_id, step.contact, started, None, outcome)
@@ -251,17 +243,14 @@ class CalloutRunner:
     def _record(self, attempt_id: int, outcome: Outcome, rang: float, engineer_id: int | None = None) -> bool:
         """Store how a ring ended; True if it was an acceptance that gave them the job."""
         try:
-            with self.sessions() as session, session.begin():
-                callout = callouts.record_outcome(session, attempt_id, outcome, round(rang, 1), self.clock(),
-                                                  self.settings)
-                return callout.state == ACCEPTED and callout.engineer_id == engineer_id
+            result = self.store.record_ring(attempt_id, outcome, round(rang, 1), self.clock())
+            return result.state == ACCEPTED and result.engineer_id == engineer_id
         except (CallOutError, NotFound) as error:  # counted as cut off meanwhile (a very long call)
             log.warning("attempt %d: outcome %s not recorded: %s", attempt_id, outcome.value, error)
             return False
 
     def _job(self, ticket_id: int) -> Job:
-        with self.sessions() as session:
-            return load_job(session, self.settings, ticket_id)
+        return load_job(self.store.job(ticket_id), self.settings)
 
     def _note_call(self, ticket_id: int, contact: str, started: datetime, call: Call | None, outcome: Outcome,
                    answered_at: datetime | None = None) -> None:
@@ -269,7 +258,7 @@ class CalloutRunner:
         line = self.settings.callout.line
         self.calls.record_finished(sip_call_id=call.call_id if call else "", direction="outbound", line=line,
                                    caller=line, called=contact, at=started, ticket_id=ticket_id,
-                                   answered_at=answered_at, outcome=CALL_OUTCOMES[outcome], ended_at=self.clock())
+                                   answered_at=answered_at, outcome=outcome.call_outcome, ended_at=self.clock())
 
     def _alert(self, ticket_id: int, contacts: tuple[str, ...]) -> None:
         """Nobody took the job: ring each manager once with the alert (best effort, noted on the ticket)."""
@@ -283,9 +272,9 @@ class CalloutRunner:
                 call = self._dial(contact, self.settings.callout.ring_seconds, self._stopping)
             except Exception as error:
                 log.error("ticket %d: alert to %s failed: %s", ticket_id, contact, error)
-                outcome = Outcome(error.outcome) if isinstance(error, DialError) else Outcome.FAILED
+                outcome = Outcome(dial_failure(error.outcome)) if isinstance(error, DialError) else Outcome.FAILED
                 self._note_call(ticket_id, contact, started, None, outcome)
-                self._note_alert(ticket_id, contact, "未接通")
+                self.store.note_alert(ticket_id, contact, False, self.clock())
                 continue
             answered_at = self.clock()
             try:
@@ -294,11 +283,5 @@ class CalloutRunner:
                 call.hangup()
             log.warning("ticket %d: alert to %s delivered", ticket_id, contact)
             self._note_call(ticket_id, contact, started, call, Outcome.ACCEPTED, answered_at)  # they heard it
-            self._note_alert(ticket_id, contact, "已接听")
-
-    def _note_alert(self, ticket_id: int, contact: str, result: str) -> None:
-        with self.sessions() as session, session.begin():
-            desk.record_event(desk.get_ticket(session, ticket_id), CALLOUT, self.clock(), "callout",
-                              note=f"紧急呼叫无人接单，已电话提醒 {contact}：{result}",
-                              data={"alert_contact": contact, "answered": result == "已接听"})
+            self.store.note_alert(ticket_id, contact, True, self.clock())
 

@@ -18,6 +18,8 @@ from callcenter.ivr.flows.survey import RepairFacts, SurveyServices, run_survey
 from callcenter.ivr.lines import DialError, Line
 from core import followup, log_context
 from core.followup import SurveyAnswers
+from core.followup_service import ClaimedFollowUp, FollowUpCalls
+from core.outcomes import CallOutcome, dial_failure
 from core.store import Ticket
 
 log = logging.getLogger("callcenter.ivr")
@@ -36,34 +38,27 @@ class FollowupServices:
 class SurveyCallResult:
     record_id: int | None  # the call record, answered or not (None: there was no line to dial)
     answers: SurveyAnswers | None  # None: nobody answered
-    no_contact: str = ""  # then why: busy, no_answer or failed
+    no_contact: CallOutcome | None = None  # then why: busy, no_answer or failed
 
 
 @log_context.scoped
 def call_followup(followup_id: int, services: FollowupServices) -> None:
     settings, clock = services.survey.settings, services.survey.clock
-    with services.sessions() as session, session.begin():  # committed before dialling: the call is ours
-        claimed = followup.claim(session, followup_id, clock())
-        if claimed is None:
-            log.info("follow-up %s: not ours to call (taken, done or no longer needed)", followup_id)
-            return
-        phone, ticket_id, repair = claimed.phone, claimed.ticket_id, repair_facts(claimed.ticket)
-        log_context.note(ticket=claimed.ticket.number)
+    store = FollowUpCalls(services.sessions, settings)
+    claimed = store.claim(followup_id, clock())  # committed before dialling: the call is ours
+    if claimed is None:
+        log.info("follow-up %s: not ours to call (taken, done or no longer needed)", followup_id)
+        return
+    phone, ticket_id, repair = claimed.phone, claimed.ticket_id, repair_facts(claimed)
+    log_context.note(ticket=claimed.number)
     line = services.line(settings.followup.line)
     if line is None:
         log.error("follow-up %s: no line named %r to dial from (followup.line)", followup_id, settings.followup.line)
-        result = SurveyCallResult(record_id=None, answers=None, no_contact="failed")
+        result = SurveyCallResult(record_id=None, answers=None, no_contact=CallOutcome.FAILED)
     else:
         result = survey_call(line, phone, ticket_id, repair, services.survey)
     try:
-        with services.sessions() as session, session.begin():
-            answers, now = result.answers, clock()
-            if answers is None:
-                followup.record_no_contact(session, followup_id, result.no_contact, now, settings)
-            elif not answers.reached:
-                followup.record_no_contact(session, followup_id, "voicemail", now, settings)
-            else:  # an opt-out among the answers is recorded with them
-                followup.record_answers(session, followup_id, answers, result.record_id, now, settings)
+        store.record_call(followup_id, result.answers, result.no_contact, result.record_id, clock())
     except followup.FollowUpError as error:  # a clerk recorded this follow-up by hand during the call
         log.warning("follow-up %s: call result not stored: %s (call record %s)", followup_id, error,
                     result.record_id)
@@ -79,7 +74,7 @@ def survey_call(line: Line, phone: str, ticket_id: int, repair: RepairFacts, ser
         call = line.dial(phone, timeout=ring_seconds)
     except Exception as error:  # whatever went wrong: an attempt that did not reach the resident
         # busy, no_answer or failed, as core.followup.record_no_contact takes them
-        outcome = error.outcome if isinstance(error, DialError) else "failed"
+        outcome = dial_failure(error.outcome) if isinstance(error, DialError) else CallOutcome.FAILED
         log.info("follow-up call to %s: %s (%s)", phone, outcome, error)
         record_id = services.calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=services.clock())
         return SurveyCallResult(record_id, None, outcome)
@@ -89,6 +84,6 @@ def survey_call(line: Line, phone: str, ticket_id: int, repair: RepairFacts, ser
     return SurveyCallResult(record_id, run_survey(call, services, repair, record_id))
 
 
-def repair_facts(ticket: Ticket) -> RepairFacts:
+def repair_facts(ticket: Ticket | ClaimedFollowUp) -> RepairFacts:
     return RepairFacts(reported_at=ticket.reported_at, category=ticket.category, building=ticket.building,
                        unit=ticket.unit, room=ticket.room, area=ticket.area)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from callcenter.asr.stream import Recognizer, RecognizerPool
 from callcenter.ivr.flows.hotline import HotlineServices, answer_hotline
 from callcenter.ivr.lines import Line, LineConfig, RefusedCall
+from core.outcomes import CallOutcome
 from core.settings import Settings, SettingsError
 
 log = logging.getLogger("callcenter.ivr")
@@ -64,7 +65,7 @@ def recognizer_factory(model, settings: Settings) -> Callable[[list[str] | None]
 
 
 # How a call refused before any flow ran is recorded; others (488 no common codec, 503 no thread) failed.
-REFUSED_OUTCOMES = {486: "busy", 403: "rejected"}
+REFUSED_OUTCOMES = {486: CallOutcome.BUSY, 403: CallOutcome.REJECTED}
 REFUSALS_QUEUED = 500  # refused calls waiting for their record; beyond it they are counted, not queued
 START_WAIT = 6.0  # seconds the service's start waits for its lines' first outcome (a REGISTER times out in 5)
 
@@ -104,7 +105,7 @@ class Telephony:
 
     def _record_refused(self, line: str, refused: RefusedCall) -> None:
         """Every call leaves a record, also one turned away before it was answered."""
-        outcome, at = REFUSED_OUTCOMES.get(refused.code, "failed"), self.hotline.clock()
+        outcome, at = REFUSED_OUTCOMES.get(refused.code, CallOutcome.FAILED), self.hotline.clock()
         try:
             record_id = self.hotline.calls.open(sip_call_id=refused.call_id, direction="inbound", line=line,
                                                 caller=refused.caller, called=refused.called, at=at, outcome=outcome)

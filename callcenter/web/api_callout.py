@@ -15,15 +15,14 @@ from callcenter.web.api_tickets import ticket_id_of
 from callcenter.web.live import FEED
 from callcenter.web.serialize import callout_json
 from core import callouts, desk
-from core.tickets import Role
+from core.tickets import DESK
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-DESK_ROLES = (Role.FRONTDESK, Role.MANAGER)
 
 
 @routes.post("/api/tickets/{ticket_id}/callout")
-@allow(*DESK_ROLES)
+@allow(*DESK)
 async def start_callout(request: web.Request) -> web.Response:
     settings, user, at = request.app[SETTINGS], current_user(request), now(request)
     ticket_id = ticket_id_of(request)
@@ -41,7 +40,7 @@ async def start_callout(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/tickets/{ticket_id}/callout")
-@allow(*DESK_ROLES)
+@allow(*DESK)
 async def show_callout(request: web.Request) -> web.Response:
     settings, ticket_id = request.app[SETTINGS], ticket_id_of(request)
 
@@ -56,7 +55,7 @@ async def show_callout(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/tickets/{ticket_id}/callout")
-@allow(*DESK_ROLES)
+@allow(*DESK)
 async def stop_callout(request: web.Request) -> web.Response:
     settings, user, at = request.app[SETTINGS], current_user(request), now(request)
     ticket_id, reason = ticket_id_of(request), request.query.get("reason", "")[:200]

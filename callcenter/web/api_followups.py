@@ -17,11 +17,10 @@ from core import desk, followup
 from core.desk import ValidationError, parse_time
 from core.followup import FOLLOWUP_STATUS_NAMES
 from core.followup_report import FollowupFilter, find_followups, monthly_report
-from core.tickets import Role
+from core.tickets import DESK, Role
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-DESK_ROLES = (Role.FRONTDESK, Role.MANAGER)
 CSV_COLUMNS = ("完成数", "回访数", "回访率", "满意数", "满意率", "返修数", "返修率")
 
 
@@ -48,7 +47,7 @@ def parse_filter(query, tz) -> FollowupFilter:
 
 
 @routes.get("/api/followups")
-@allow(*DESK_ROLES)
+@allow(*DESK)
 async def list_followups(request: web.Request) -> web.Response:
     tz = request.app[SETTINGS].tz
     wanted = parse_filter(request.query, tz)
@@ -56,7 +55,7 @@ async def list_followups(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/tickets/{ticket_id:\\d+}/followup")
-@allow(*DESK_ROLES)
+@allow(*DESK)
 async def schedule_followup(request: web.Request) -> web.Response:
     """``{"at": ISO}``: call then (agreed with the resident); without it, at the policy's time."""
     settings, at_now = request.app[SETTINGS], now(request)

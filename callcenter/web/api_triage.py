@@ -11,10 +11,10 @@ import asyncio
 
 from aiohttp import web
 
-from callcenter.web.api_tickets import DESK_ROLES
 from callcenter.web.context import allow, json_body, json_response, now
 from core import desk
 from core.desk import ValidationError
+from core.tickets import DESK
 from core.triage import Triage
 
 routes = web.RouteTableDef()
@@ -25,7 +25,7 @@ TEXT_LIMIT = desk.NOTE_LIMIT
 
 
 @routes.post("/api/triage")
-@allow(*DESK_ROLES)
+@allow(*DESK)
 async def read_description(request: web.Request) -> web.Response:
     """``{"text": …}`` -> the draft, plus ``said``: the text it was read from, which the emergency
     words' ``start``/``end`` (in characters) point into."""

@@ -7,10 +7,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.audit import ACTIONS as AUDIT_ACTIONS
-from core.calls import OUTCOMES
 from core.callouts import STATE_NAMES
 from core.dispatch import OUTCOME_NAMES, Outcome, Step
 from core.followup import FOLLOWUP_STATUS_NAMES, NO_CONTACT
+from core.outcomes import CALL_OUTCOME_NAMES
 from core.settings import Settings
 from core.store import AuditEntry, CallOut, CallRecord, Engineer, FeeItem, FollowUp, Ticket, TicketEvent, User
 from core.tickets import (
@@ -108,7 +108,7 @@ def call_json(call: CallRecord, tz: ZoneInfo) -> dict[str, Any]:
         "id": call.id, "sip_call_id": call.sip_call_id, "direction": call.direction, "line": call.line,
         "caller": call.caller, "called": call.called, "started_at": local_iso(call.started_at, tz),
         "answered_at": local_iso(call.answered_at, tz), "ended_at": local_iso(call.ended_at, tz),
-        "outcome": call.outcome, "outcome_name": OUTCOMES.get(call.outcome, call.outcome),
+        "outcome": call.outcome, "outcome_name": CALL_OUTCOME_NAMES.get(call.outcome, call.outcome),
         "ticket_id": call.ticket_id, "transcript": call.transcript, "recording_url": recording_url(call),
         "node": call.node,
     }

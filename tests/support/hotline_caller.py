@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from callcenter.asr.stream import Event, Recognizer, ScriptedRecognizer, ScriptLine
+from callcenter.asr.stream import Event, Recognizer
 from callcenter.ivr.media import CODECS, EVENT_KEYS, FRAME_BYTES, FRAME_SAMPLES, RtpPacket, rms
 from tests.support.rtp_pcap import EVENT_PAYLOAD_TYPE, pcap_bytes
+from tests.support.scripted_recognizer import ScriptedRecognizer, ScriptLine
 from tests.support.sip import require
 
 FRAME_SECONDS = FRAME_SAMPLES / 8000

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Callable
+from typing import Callable
 
 from callcenter.ivr.flows.dialogue import Dialogue, Heard
 from core.calls import CallLog
+from core.outcomes import CallOutcome
 from core.settings import Settings
+from core.transcript import Transcript, Utterance
 
 
 class FlowRecord:
@@ -22,7 +24,7 @@ class FlowRecord:
         self.record_id = record_id
         self.settings = settings
         self.clock = clock
-        self.utterances: list[dict] = []
+        self.utterances: list[Utterance] = []
         self.call = None  # the call once recorded (lines.Call)
 
     def start_recording(self, call, dialogue: Dialogue) -> None:
@@ -38,18 +40,21 @@ class FlowRecord:
     def note(self, step: str, heard: Heard) -> None:
         """Keep an answer (what was said or keyed, and where) unless nothing at all was heard."""
         if not heard.empty:
-            self.utterances.append({"step": step, "text": heard.text, "keys": heard.keys, "words": heard.words,
-                                    "start": heard.start, "end": heard.end})
+            self.utterances.append(Utterance(step, heard.text, heard.keys, heard.words, heard.start, heard.end))
 
-    def utterances_of(self, step: str) -> list[dict]:
-        return [u for u in self.utterances if u["step"] == step]
+    def transcript(self, confirmed: set[str] | None = None) -> Transcript:
+        """The transcript so far; ``confirmed``: the facts the caller confirmed (the hotline's)."""
+        return Transcript(list(self.utterances), sorted(confirmed) if confirmed is not None else None)
 
-    def close(self, outcome: str, **transcript: Any) -> None:
-        """Store the transcript (the utterances, plus whatever the flow adds) and how the call ended.
+    def utterances_of(self, step: str) -> list[Utterance]:
+        return [u for u in self.utterances if u.step == step]
+
+    def close(self, outcome: str, confirmed: set[str] | None = None) -> None:
+        """Store the transcript (with ``confirmed``, the hotline's) and how the call ended.
         A call the line ended for its own reason (no RTP: "media_timeout") says so, not "hung up"."""
-        if outcome == "caller_hung_up" and getattr(self.call, "end_outcome", None):
+        if outcome == CallOutcome.CALLER_HUNG_UP and getattr(self.call, "end_outcome", None):
             outcome = self.call.end_outcome
-        self.calls.update(self.record_id, transcript={"utterances": self.utterances, **transcript})
+        self.calls.update(self.record_id, transcript=self.transcript(confirmed).to_json())
         self.calls.close(self.record_id, outcome, self.clock())
 
 

@@ -19,16 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from callcenter.ivr.bridge import Meeting
 from callcenter.ivr.flows.dialogue import Dialogue, HungUp
 from callcenter.ivr.lines import Call
 from callcenter.ivr.prompts import SAMPLE_RATE, Prompts
+from core.callout_service import JobFacts
 from core.dispatch import Outcome
 from core.settings import Settings
-from core.store import CallRecord, Ticket
+from core.transcript import PROBLEM
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -66,27 +64,23 @@ class Job:
         return bool(self.building or self.room or self.area)
 
 
-def load_job(session: Session, settings: Settings, ticket_id: int) -> Job:
-    ticket = session.get(Ticket, ticket_id)
-    return Job(ticket.building, ticket.unit, ticket.room, ticket.area, ticket.category, ticket.phone,
-               caller_words(session, settings, ticket_id))
+def load_job(facts: JobFacts, settings: Settings) -> Job:
+    """The job as stored now (``CallOutService.job``), with the caller's words cut from the recording."""
+    return Job(facts.building, facts.unit, facts.room, facts.area, facts.category, facts.phone,
+               caller_words(facts, settings))
 
 
-def caller_words(session: Session, settings: Settings, ticket_id: int) -> bytes:
+def caller_words(facts: JobFacts, settings: Settings) -> bytes:
     """The caller's description of the problem in their own voice: the "problem" utterances of the
     hotline call that reported the ticket, cut from its recording; b"" if there are none (yet)."""
-    record = session.scalar(select(CallRecord).where(CallRecord.ticket_id == ticket_id,
-                                                     CallRecord.direction == "inbound")
-                            .order_by(CallRecord.id).limit(1))
-    if record is None or not record.recording_path or not record.transcript:
+    if not facts.recording_path:
         return b""
-    spans = [(u["start"], u["end"]) for u in record.transcript.get("utterances", [])
-             if u.get("step") == "problem" and u.get("end", 0) > u.get("start", 0)]
+    spans = [(u.start, u.end) for u in facts.transcript.of_step(PROBLEM) if u.end > u.start]
     try:
-        pieces = [cut(settings.recordings_dir / record.recording_path, start - WORDS_LEAD_IN, end + WORDS_TAIL)
+        pieces = [cut(settings.recordings_dir / facts.recording_path, start - WORDS_LEAD_IN, end + WORDS_TAIL)
                   for start, end in spans]
     except (OSError, wave.Error) as error:
-        log.error("ticket %d: cannot read the caller's words from %s: %s", ticket_id, record.recording_path, error)
+        log.error("cannot read the caller's words from %s: %s", facts.recording_path, error)
         return b""
     return WORDS_GAP.join(pieces)[:2 * SAMPLE_RATE * int(WORDS_MAX_SECONDS)]
 

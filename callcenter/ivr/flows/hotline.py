@@ -11,7 +11,6 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, time, timezone
-from enum import StrEnum
 from typing import Callable
 
 from callcenter.asr.stream import Recognizer
@@ -22,13 +21,14 @@ from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded, SipError
 from core import log_context
-from core.callouts import latest_callout
+from core.callouts import CallOutState, EmergencyReply
 from core.calls import CallLog
-from core.desk import resident_by_phone
 from core.intake import DraftFacts, PhoneDrafts
 from core.numerals import compact_spaces, normalize_numbers
+from core.outcomes import CallOutcome
 from core.settings import Settings
 from core.tickets import Urgency
+from core.transcript import PROBLEM, Utterance
 from core.triage import triage
 
 log = logging.getLogger("callcenter.ivr")
@@ -38,20 +38,11 @@ class Transferred(Exception):
     """The caller was handed to the front desk: the flow's part is over."""
 
 
-# Categories fixed in a public place or that need no home visit: no appointment asked.
-NO_VISIT_CATEGORIES = {"elevator", "public_facility"}
 # With no speech model, a description ends with # or this much silence.
 NO_MODEL_END_SILENCE = 4.0
 DESK_RING_SECONDS = 20  # 0 → front desk: how long the desk's phone rings before the caller goes on here
 # In ``confirmed``: the caller ID matched the directory and the caller gave that entry's room number.
 CALLER_ID_CONFIRMED = "caller_id_room"
-
-
-class EmergencyReply(StrEnum):
-    """What ``on_emergency`` did about the caller's emergency."""
-
-    CALLING = "calling"  # a call-out started: the engineer on duty is being rung
-    ATTACHED = "attached"  # the same incident's call-out is under way: nobody is paged again
 
 
 @dataclass
@@ -100,37 +91,37 @@ class HotlineCall:
         record_id = s.calls.open(sip_call_id=call.call_id, direction="inbound", line=call.line.name,
                                  caller=call.caller, called=call.called, at=s.clock())
         self.record = FlowRecord(s.calls, record_id, s.settings, s.clock)
-        outcome = "error"
+        outcome = CallOutcome.ERROR
         try:
             try:
                 call.answer()
             except CallEnded:  # cancelled while it rang
-                outcome = "cancelled"
+                outcome = CallOutcome.CANCELLED
                 return
             s.calls.update(record_id, answered_at=s.clock())
             self.record.start_recording(call, self.dialogue)
             outcome = self.converse()
         except (HungUp, CallEnded):
-            outcome = "completed" if self.told_number else "caller_hung_up"
+            outcome = CallOutcome.COMPLETED if self.told_number else CallOutcome.CALLER_HUNG_UP
         except Transferred:
-            outcome = "transferred"
+            outcome = CallOutcome.TRANSFERRED
         except Exception:
             log.exception("call %s: hotline flow failed", call.call_id)
         finally:
             self.finish(outcome)
 
-    def finish(self, outcome: str) -> None:
+    def finish(self, outcome: CallOutcome) -> None:
         """Whatever happened: keep what was understood, the transcript and the outcome."""
         s = self.services
         if self.meeting is not None:
             s.meetings.close(self.meeting)
         try:
             if self.ticket_id is not None or self.record.utterances or self.facts.room or self.facts.area:
-                self.save("通话结束" if outcome == "completed" else "通话中断")
+                self.save("通话结束" if outcome == CallOutcome.COMPLETED else "通话中断")
         except Exception:
             log.exception("call %s: could not save the draft at the end", self.call.call_id)
         s.calls.update(self.record.record_id, ticket_id=self.ticket_id)
-        self.record.close(outcome, confirmed=sorted(self.facts.confirmed))
+        self.record.close(outcome, confirmed=self.facts.confirmed)
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
     def save(self, step: str) -> None:
@@ -139,7 +130,7 @@ class HotlineCall:
         if self.record is not None:
             self.services.calls.update(self.record.record_id, ticket_id=self.ticket_id)
 
-    def converse(self) -> str:
+    def converse(self) -> CallOutcome:
         d, p = self.dialogue, self.prompts
         d.say(p["hotline.greeting"], barge_in=True)
         d.say(p["hotline.menu"], barge_in=True)
@@ -151,7 +142,7 @@ class HotlineCall:
         if heard.spoke and not heard.keys:
             self.take_description(heard)  # the caller started with the problem itself
         self.establish_address()
-        if not self.facts.description and not self.utterances_of("problem"):
+        if not self.facts.description and not self.utterances_of(PROBLEM):
             self.ask_problem()
         if self.emergency_raised:
             attached = self.emergency_reply == EmergencyReply.ATTACHED
@@ -164,7 +155,7 @@ class HotlineCall:
         if self.meeting is not None:
             hold_for_engineer(d, p, self.meeting, self.callout_state)
         d.say(p["hotline.goodbye"])
-        return "completed"
+        return CallOutcome.COMPLETED
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -181,16 +172,16 @@ class HotlineCall:
             return
         if d.has_speech:
             for _ in range(2):
-                if self.address_said() and self.read_back_address():
+                if self.facts.address_said and self.read_back_address():
                     return
                 d.say(p["hotline.ask_address"], barge_in=True)
                 heard = d.listen(max_seconds=12, no_input_seconds=6)
                 self.note_utterance("address", heard)
                 if heard.text:
                     address = triage(heard.text, self.local_now(), self.services.settings).address
-                    self.set_address(address.building, address.unit, address.room, address.area)
+                    self.facts.set_address(address.building, address.unit, address.room, address.area)
                     self.save("语音地址")
-            if self.address_said() and self.read_back_address():
+            if self.facts.address_said and self.read_back_address():
                 return
         self.keypad_address()
 
@@ -224,7 +215,7 @@ class HotlineCall:
             f.confirmed.add("address")
             self.save("来电人确认地址")
             return True
-        self.set_address("", "", "", "")
+        self.facts.set_address("", "", "", "")
         return False
 
     def keypad_address(self) -> None:
@@ -269,20 +260,13 @@ class HotlineCall:
 
     def take_description(self, heard: Heard) -> None:
         f = self.facts
-        self.note_utterance("problem", heard)
+        self.note_utterance(PROBLEM, heard)
         if heard.text:
             if self.provisional_description and f.description == self.provisional_description:
                 f.description = ""  # the partial that raised the emergency: the final says it all
             self.provisional_description = ""
             f.description = (f.description + "；" if f.description else "") + heard.text
-            draft = triage(f.description, self.local_now(), self.services.settings)
-            f.category = draft.category
-            if draft.urgency == Urgency.EMERGENCY:
-                f.urgency = Urgency.EMERGENCY
-            if draft.appointment:  # core.triage.Appointment: aware datetimes already
-                f.appointment_start, f.appointment_end = draft.appointment.start, draft.appointment.end
-            if not self.address_said():
-                self.set_address(draft.address.building, draft.address.unit, draft.address.room, draft.address.area)
+            f.merge(triage(f.description, self.local_now(), self.services.settings))
         self.save("描述问题")
         if f.urgency == Urgency.EMERGENCY:
             self.raise_emergency()
@@ -315,16 +299,13 @@ class HotlineCall:
         elif meeting is not None:
             s.meetings.close(meeting)
 
-    def callout_state(self) -> str | None:
-        """How this ticket's call-out stands (core.callouts states), from the database."""
-        with self.services.drafts.sessions() as session:
-            callout = latest_callout(session, self.ticket_id)
-            return callout.state if callout is not None else None
+    def callout_state(self) -> CallOutState | None:
+        """How this ticket's call-out stands, from the database (another process may ring it)."""
+        return self.services.drafts.callout_state(self.ticket_id)
 
     def ask_time(self) -> None:
         d, p, f = self.dialogue, self.prompts, self.facts
-        if (not d.has_speech or f.urgency == Urgency.EMERGENCY or f.area or f.appointment_start
-                or f.category in NO_VISIT_CATEGORIES):
+        if not d.has_speech or not f.needs_visit_time():
             return
         d.say(p["hotline.ask_time"], barge_in=True)
         heard = d.listen(max_seconds=10, no_input_seconds=6)
@@ -354,7 +335,7 @@ class HotlineCall:
         elif answer:  # no answer at all is not a confirmation
             f.confirmed.add("summary")
 
-    def tell_ticket_status(self) -> str:
+    def tell_ticket_status(self) -> CallOutcome:
         d, p = self.dialogue, self.prompts
         number = d.ask_keys(p["hotline.ask_ticket_number"], max_keys=14)
         status = self.services.drafts.status_of(number) if number else None
@@ -363,7 +344,7 @@ class HotlineCall:
         else:
             d.say(p.say("hotline.ticket_status_prefix", f"pieces.status_{status.value}"))
         d.say(p["hotline.goodbye"])
-        return "completed"
+        return CallOutcome.COMPLETED
 
     def desk_transfer(self) -> None:
         """0: the front desk while it is staffed: the hotline dials ``hotline.desk_extension`` on its own
@@ -371,7 +352,7 @@ class HotlineCall:
         Transferred). Out of hours, or when the desk does not answer, say so and go on with the call."""
         d, p = self.dialogue, self.prompts
         extension = self.config.desk_extension
-        if not (extension and desk_staffed(self.config.desk_hours, self.local_now())):
+        if not (extension and desk_staffed(self.config.desk_windows(), self.local_now())):
             d.say(p["hotline.desk_closed"])
             return
         d.say(p["hotline.transfer_desk"])
@@ -390,26 +371,16 @@ class HotlineCall:
     # -- helpers ---------------------------------------------------------------------------
 
     def lookup_resident(self):
-        if not self.facts.phone:
-            return None
-        with self.services.drafts.sessions() as session:
-            return resident_by_phone(session, self.facts.phone)
-
-    def address_said(self) -> bool:
-        return bool(self.facts.room or self.facts.area)
-
-    def set_address(self, building, unit, room, area) -> None:
-        f = self.facts
-        f.building, f.unit, f.room, f.area = building or "", unit or "", room or "", area or ""
+        return self.services.drafts.resident(self.facts.phone) if self.facts.phone else None
 
     def note_utterance(self, step: str, heard: Heard) -> None:
         if not heard.empty:
             self.record.note(step, heard)
             # Kept as it is said: an engineer rung in an emergency hears the caller's words mid-call.
-            transcript = {"utterances": self.record.utterances, "confirmed": sorted(self.facts.confirmed)}
+            transcript = self.record.transcript(self.facts.confirmed).to_json()
             self.services.calls.update(self.record.record_id, transcript=transcript)
 
-    def utterances_of(self, step: str) -> list[dict]:
+    def utterances_of(self, step: str) -> list[Utterance]:
         return self.record.utterances_of(step)
 
     def local_now(self) -> datetime:
@@ -428,12 +399,9 @@ def caller_number(caller: str) -> str:
     return number[2:] if number.startswith("86") and len(number) == 13 else number
 
 
-def desk_staffed(hours: list[str] | tuple[str, ...], now: datetime) -> bool:
-    for span in hours:
-        start, end = (time.fromisoformat(t.strip()) for t in span.split("-"))
-        if start <= now.time() < end:
-            return True
-    return False
+def desk_staffed(windows: tuple[tuple[time, time], ...], now: datetime) -> bool:
+    """Inside one of the desk's hours (``HotlineSettings.desk_windows``, checked when settings load)."""
+    return any(start <= now.time() < end for start, end in windows)
 
 
 @log_context.scoped

@@ -36,6 +36,8 @@ from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded
 from core.calls import CallLog
 from core.followup import SurveyAnswers
+from core.followup_policy import MENU_RATINGS, SCORE_RANGE, rating_for_score
+from core.outcomes import CallOutcome
 from core.settings import Settings
 
 log = logging.getLogger("callcenter.ivr")
@@ -50,24 +52,23 @@ COMMENT_END_SILENCE_WITHOUT_MODEL = 3.0
 
 
 def rating_words() -> Choices:
-    """The ratings (core.tickets.RATINGS) as residents say them: the words (grammar.RATINGS); the
-    menu's own numbers, said instead of keyed (「一」 is the first option, 满意); and a score out of
-    five said with 分 or 星 (「打五分」): 4-5 满意, 3 基本满意, 1-2 不满意. A bare 四 or 五 can only be
-    a score, the menu stops at three."""
-    def scores(*values: int) -> tuple[str, ...]:
-        return tuple(way for value in values for way in SCORES[str(value)]
-                     if value > 3 or way.endswith(("分", "星")))
-    return {
-        "满意": RATINGS["satisfied"] + DIGITS["1"] + scores(4, 5),
-        "基本满意": RATINGS["basically_satisfied"] + DIGITS["2"] + scores(3),
-        "不满意": RATINGS["dissatisfied"] + DIGITS["3"] + scores(1, 2),
-    }
+    """The ratings as residents say them: the words (grammar.RATINGS); the menu's own numbers, said
+    instead of keyed (「一」 is the first option, 满意); and a score out of five said with 分 or 星
+    (「打五分」), rated by ``core.followup_policy``. A bare 四 or 五 can only be a score, the menu
+    stops at three."""
+    words = {"满意": RATINGS["satisfied"], "基本满意": RATINGS["basically_satisfied"],
+             "不满意": RATINGS["dissatisfied"]}
+    menu = {rating: DIGITS[key] for key, rating in MENU_RATINGS.items()}
+    scores = {rating: tuple(way for score in SCORE_RANGE if rating_for_score(score) == rating
+                            for way in SCORES[str(score)] if score > len(MENU_RATINGS) or way.endswith(("分", "星")))
+              for rating in words}
+    return {rating: words[rating] + menu[rating] + scores[rating] for rating in words}
 
 
 RESOLVED_WORDS: Choices = {**YES_NO, **OPT_OUT}
 RESOLVED_KEYS = {"1": "yes", "2": "no", OPT_OUT_KEY: "opt_out"}
 RATING_WORDS: Choices = {**rating_words(), **OPT_OUT}
-RATING_KEYS = {"1": "满意", "2": "基本满意", "3": "不满意", OPT_OUT_KEY: "opt_out"}
+RATING_KEYS = {**MENU_RATINGS, OPT_OUT_KEY: "opt_out"}
 
 
 @dataclass(frozen=True)
@@ -145,12 +146,12 @@ class SurveyCall:
         self.invited_to_hang_up = False  # 「没有请直接挂机」 was said: hanging up is the normal end
 
     def run(self) -> SurveyAnswers:
-        outcome = "error"
+        outcome = CallOutcome.ERROR
         try:
             self.record.start_recording(self.call, self.dialogue)
             outcome = self.converse()
         except (HungUp, CallEnded):
-            outcome = "completed" if self.invited_to_hang_up else "caller_hung_up"
+            outcome = CallOutcome.COMPLETED if self.invited_to_hang_up else CallOutcome.CALLER_HUNG_UP
         except Exception:
             log.exception("call %s: survey flow failed", self.call.call_id)
         finally:
@@ -160,20 +161,20 @@ class SurveyCall:
             log.info("call %s: survey ended (%s): %s", self.call.call_id, outcome, self.answers)
         return self.answers
 
-    def converse(self) -> str:
+    def converse(self) -> CallOutcome:
         p, a = self.prompts, self.answers
         self.introduce()
         # The first question is asked twice by hand: a voicemail is told after the first try.
         resolved = self.ask("resolved", p["survey.ask_resolved"], RESOLVED_WORDS, RESOLVED_KEYS, tries=1)
         if resolved is None and self.speech.longest >= GREETING_SECONDS:
             a.reached = False
-            return "voicemail"  # leave no more on the tape than the introduction
+            return CallOutcome.VOICEMAIL  # leave no more on the tape than the introduction
         if resolved is None:
             resolved = self.ask("resolved", p["survey.ask_again"] + p["survey.ask_resolved"], RESOLVED_WORDS,
                                 RESOLVED_KEYS, tries=1)
         if resolved is None and not self.speech.longest and not self.record.utterances:
             a.reached = False
-            return "no_input"  # not a sound from the far end since it answered
+            return CallOutcome.NO_INPUT  # not a sound from the far end since it answered
         if resolved == "opt_out":
             return self.opt_out()
         a.resolved = None if resolved is None else resolved == "yes"
@@ -184,7 +185,7 @@ class SurveyCall:
         if self.take_comment():
             return self.opt_out()
         self.dialogue.say(p["survey.thanks"])
-        return "completed"
+        return CallOutcome.COMPLETED
 
     def introduce(self) -> None:
         """Said whole (no barge-in: consent comes first), and listened over for a voicemail greeting."""
@@ -221,7 +222,7 @@ class SurveyCall:
             self.answers.comment = heard.text
             self.answers.comment_start = heard.start
 
-    def opt_out(self) -> str:
+    def opt_out(self) -> CallOutcome:
         self.answers.opted_out = True
         self.dialogue.say(self.prompts["survey.opted_out"])
-        return "opted_out"
+        return CallOutcome.OPTED_OUT
