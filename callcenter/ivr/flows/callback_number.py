@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("callcenter.ivr")
 
 CALLBACK_CONFIRMED = "callback_number"  # in ``confirmed``: the caller chose or keyed the ticket's phone
-KEYPAD_TRIES = 2
+KEYPAD_TRIES = 3
 MAX_NUMBER_KEYS = 20  # PHONE_PATTERN's longest number
 
 
@@ -53,18 +53,21 @@ def establish_callback_number(hotline: HotlineCall) -> None:
 
 
 def keypad_number(hotline: HotlineCall, may_keep: bool) -> str:
-    """A number keyed and confirmed, or "" (kept this phone's with # when ``may_keep``, or gave none)."""
+    """A number keyed and confirmed, or "" (kept this phone's with # when ``may_keep``, or gave none).
+    A number that is not one (PHONE_PATTERN) is asked again; so is one the caller did not confirm."""
     d, p = hotline.dialogue, hotline.prompts
     prompt = p["callback.ask_other_number" if may_keep else "callback.ask_number"]
-    for attempt in range(KEYPAD_TRIES):
-        keys = d.ask_keys((p["callback.invalid"] if attempt else b"") + prompt, max_keys=MAX_NUMBER_KEYS,
-                          timeout=8.0)
+    before = b""
+    for _ in range(KEYPAD_TRIES):
+        keys = d.ask_keys(before + prompt, max_keys=MAX_NUMBER_KEYS, timeout=8.0)
         if not keys and may_keep:
             return ""
         if not is_phone_number(keys):
+            before = p["callback.invalid"]
             continue
         if d.ask_yes_no(p["callback.readback_prefix"] + p.digits(keys) + p["callback.readback_confirm"], tries=1):
             return keys
+        before = b""  # 2: keyed again
     return ""
 
 

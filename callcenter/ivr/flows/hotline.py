@@ -132,12 +132,12 @@ class HotlineCall:
         except Exception:
             log.exception("call %s: could not save the draft at the end", self.call.call_id)
         s.calls.update(self.record.record_id, ticket_id=self.ticket_id)
-        self.record.close(outcome, confirmed=sorted(self.facts.confirmed))
         if outcome == "caller_hung_up" and self.ticket_id is None:
             try:  # nothing understood: the desk calls back (回拨)
                 put_on_callback_list(self)
             except Exception:
                 log.exception("call %s: could not put the call on the call-back list", self.call.call_id)
+        self.record.close(outcome, confirmed=sorted(self.facts.confirmed))
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
     def save(self, step: str) -> None:
