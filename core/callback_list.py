@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, select, update
+from sqlalchemy import ForeignKey, String, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -148,6 +148,16 @@ def calls_of(session: Session, item_ids: list[int]) -> dict[int, list[CallbackCa
                                     .order_by(CallbackCall.at)):
             found[call.item_id].append(call)
     return found
+
+
+def forget_before(session: Session, cutoff: datetime) -> int:
+    """Numbers are personal data, kept as long as the calls' (``recordings.keep_days``): items whose
+    latest call is older than ``cutoff`` are deleted, handled or not. Returns how many."""
+    old = list(session.scalars(select(CallbackItem.id).where(CallbackItem.last_call_at < cutoff)))
+    if old:
+        session.execute(delete(CallbackCall).where(CallbackCall.item_id.in_(old)))
+        session.execute(delete(CallbackItem).where(CallbackItem.id.in_(old)))
+    return len(old)
 
 
 def resolve(session: Session, item_id: int, outcome: str, username: str, at: datetime) -> CallbackItem | None:

@@ -102,6 +102,18 @@ def test_two_nodes_recording_one_numbers_calls_at_once_make_one_item(sessions):
     assert call_ids == sorted(c.call_id for c in calls)
 
 
+def test_numbers_go_with_the_calls_after_recordings_keep_days(sessions, tmp_path):
+    from core.recordings import delete_old_recordings
+
+    old = record_abandoned(sessions, abandoned_call(sessions, at=T0 - timedelta(days=40)))
+    recent = record_abandoned(sessions, abandoned_call(sessions, number="13800138000", at=T0 - timedelta(days=2)))
+    with sessions() as session, session.begin():
+        delete_old_recordings(session, tmp_path, T0, keep_days=30)
+    with sessions() as session:
+        assert [i.id for i in session.scalars(select(CallbackItem))] == [recent]
+        assert {c.item_id for c in session.scalars(select(CallbackCall))} == {recent} and old != recent
+
+
 def test_stage_names_say_how_far_the_caller_got():
     assert stage_name("greeting") == "问候语时挂机（未按键）"
     assert stage_name("key:1") == "按键 1 后挂机"
