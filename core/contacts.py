@@ -91,3 +91,9 @@ def _is_ipv4(host: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def is_phone_number(text: str) -> bool:
+    """A number that can be called back (not a SIP address): the desk's phone rule."""
+    from core.desk import PHONE_PATTERN, normalise_phone  # on use, as in check_contact
+    return bool(text) and bool(PHONE_PATTERN.match(normalise_phone(text)))

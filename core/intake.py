@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from core import desk
+from core.callback_list import Abandoned, record_abandoned
 from core.callouts import CallOutState, latest_callout
 from core.claims import Conflict, claim
 from core.desk import HOTLINE, NewTicket
@@ -139,6 +140,10 @@ class PhoneDrafts:
         with self.sessions() as session:
             callout = latest_callout(session, ticket_id)
             return CallOutState(callout.state) if callout is not None else None
+
+    def gave_up(self, call: Abandoned) -> int:
+        """A caller who hung up before anything was understood goes on the call-back list (回拨)."""
+        return record_abandoned(self.sessions, call)
 
     def status_of(self, number: str) -> Status | None:
         """A caller asking about their ticket by its number."""

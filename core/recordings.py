@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import null, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import callback_list
 from core.store import CallRecord
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def forget_old_calls(session: Session, cutoff: datetime) -> int:
     if cleared:
         log.info("cleared the transcripts and phone numbers of %d call records older than %s", cleared,
                  cutoff.date().isoformat())
+    callback_list.forget_before(session, cutoff)
     return cleared
 
 

@@ -522,3 +522,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+# Tables kept in their own modules, on this Base: imported here so that the migrations, the schema
+# check and every create_all see them.
+from core import callback_list  # noqa: E402,F401

@@ -16,6 +16,7 @@ from typing import Callable
 from callcenter.asr.stream import Recognizer
 from callcenter.ivr.bridge import Meeting, Meetings, bridge
 from callcenter.ivr.flows.call_record import FlowRecord
+from callcenter.ivr.flows.callback_number import establish_callback_number, put_on_callback_list
 from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
 from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
@@ -76,6 +77,7 @@ class HotlineCall:
     meeting: Meeting | None = None  # while the caller may still be put through to the engineer
     provisional_description: str = ""  # taken from a partial result; the final replaces it
     told_number: bool = False  # the caller has heard the ticket number: hanging up now is the normal end
+    menu_keys: str = ""  # keyed over the greeting and menu (for the call-back list: how far they got)
 
     def __post_init__(self) -> None:
         s = self.services
@@ -121,6 +123,11 @@ class HotlineCall:
         except Exception:
             log.exception("call %s: could not save the draft at the end", self.call.call_id)
         s.calls.update(self.record.record_id, ticket_id=self.ticket_id)
+        if outcome == CallOutcome.CALLER_HUNG_UP and self.ticket_id is None:
+            try:  # nothing understood: the desk calls back (回拨)
+                put_on_callback_list(self)
+            except Exception:
+                log.exception("call %s: could not put the call on the call-back list", self.call.call_id)
         self.record.close(outcome, confirmed=self.facts.confirmed)
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
@@ -135,6 +142,7 @@ class HotlineCall:
         d.say(p["hotline.greeting"], barge_in=True)
         d.say(p["hotline.menu"], barge_in=True)
         heard = self.listen_for_problem(max_seconds=self.config.max_description_seconds, no_input_seconds=5)
+        self.menu_keys = heard.keys
         if heard.keys == "2":
             return self.tell_ticket_status()
         if heard.keys == "0":
@@ -148,6 +156,7 @@ class HotlineCall:
             attached = self.emergency_reply == EmergencyReply.ATTACHED
             d.say(p["hotline.emergency_attached" if attached else "hotline.emergency_notice"])
         self.ask_time()
+        establish_callback_number(self)
         self.confirm_summary()
         self.save("确认报修")
         d.say(p.say("hotline.ticket_number_prefix") + p.digits(self.number))

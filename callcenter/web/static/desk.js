@@ -4,6 +4,7 @@ import {
   showFieldErrors, showPageError, startPage, statusBadge, urgencyBadge, dueInfo, watchTickets,
 } from '/static/app.js';
 import { proposeFromDescription } from '/static/proposals.js';
+import { setUpCallbacks } from '/static/callbacks.js';
 
 const OPEN = 'draft,received,dispatched,accepted,on_site,postponed,price_review,refused';
 const filters = $('#filters');
@@ -167,7 +168,7 @@ async function submitTicket(event) {
 run(async () => {
   const { meta } = await startPage();
   setUpFilters(meta);
-  await Promise.all([setUpForm(meta), refresh()]);
+  await Promise.all([setUpForm(meta), refresh(), setUpCallbacks()]);
   const state = $('#live-state');
   watchTickets((ids) => refresh({ highlight: true, ids: ids || [] }), (on) => {
     state.className = `live-state ${on ? 'on' : 'off'}`;
