@@ -30,6 +30,9 @@ from pathlib import Path
 ALGORITHMS = {"round-robin": 4, "least-loaded": 10}
 FIRST_REPLY_MS = 2000  # a live node rings (180) at once; silence this long means it is down
 SET = 1  # the dispatcher set of the hotline's nodes
+# Added to an INVITE when the dispatcher has another node to try after this one: a full node may
+# then answer 503 (callcenter/ivr/service.py: admission); without it the node takes the call anyway.
+NEXT_NODE_HEADER = "X-Hotline-Next-Node"
 
 
 class ConfigError(ValueError):
