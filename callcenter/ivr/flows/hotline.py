@@ -165,7 +165,7 @@ class HotlineCall:
         d, p = self.dialogue, self.prompts
         d.say(p["hotline.greeting"], barge_in=True)
         if self.recognisers_busy:
-            d.say(p["hotline.recognisers_busy"], barge_in=True)
+            d.say(p["hotline.recognisers_busy"])  # not skipped by a key: it says why to use the keys
         d.say(p["hotline.menu"], barge_in=True)
         heard = self.listen_for_problem(max_seconds=self.config.max_description_seconds, no_input_seconds=5)
         if heard.keys == "2":
