@@ -155,3 +155,31 @@ def test_without_a_limit_or_a_model_the_factory_is_passed_through():
     factory = object()
     assert speech_for_call(None, "x", factory) == (None, factory)
     assert speech_for_call(StreamSlots(1), "x", None) == (None, None)
+
+
+@pytest.mark.parametrize("ending", ["completed", RuntimeError("database gone"), CallEnded("hung up")])
+def test_a_follow_up_call_shares_the_streams_and_gives_its_own_back(monkeypatch, ending):
+    from callcenter.ivr.flows import survey
+    from callcenter.ivr.flows.call_record import FlowRecord
+
+    slots = StreamSlots(1)
+    services = survey.SurveyServices(Settings(), Prompts(), calls=None, new_recognizer=lambda grammar: None,
+                                     streams=slots)
+    seen = {}
+
+    def converse(self):
+        seen["in_use"], seen["speech"] = slots.in_use, self.dialogue.has_speech
+        if isinstance(ending, Exception):
+            raise ending
+        return ending
+
+    monkeypatch.setattr(survey.SurveyCall, "converse", converse)
+    monkeypatch.setattr(FlowRecord, "start_recording", lambda self, call, dialogue: None)
+    monkeypatch.setattr(FlowRecord, "close", lambda self, outcome, **transcript: seen.update(outcome=outcome))
+    call = SimpleNamespace(call_id="followup-1", hangup=lambda: None)
+    survey.SurveyCall(call, services, repair=None, record_id=1).run()
+    assert (seen["in_use"], seen["speech"]) == (1, True) and slots.in_use == 0
+    held = slots.take("a hotline call")  # all taken: the next follow-up is asked on keys only
+    survey.SurveyCall(SimpleNamespace(call_id="followup-2", hangup=lambda: None), services, None, 2).run()
+    assert (seen["in_use"], seen["speech"]) == (1, False) and slots.in_use == 1
+    held.release()
