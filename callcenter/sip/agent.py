@@ -91,7 +91,7 @@ class UserAgent:
         self._allowed: dict[str, set[int | None]] = {}  # IP -> ports (None: any), once resolved
         self._calls: dict[str, SipCall] = {}
         self._ended: dict[str, SipCall] = {}  # kept 32 s to absorb retransmitted INVITE/BYE/ACK
-        self._refused: dict[str, int] = {}  # Call-ID -> the code it was refused with, for 32 s: one report per call
+        self._refused: dict[str, tuple[str, int]] = {}  # Call-ID -> (branch, code) refused in the last 32 s
         self._peer_hosts: Counter[str] = Counter()  # hosts of live (and just ended) calls
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -313,8 +313,9 @@ class UserAgent:
 
     def _incoming(self, invite: SipMessage, source: Address) -> None:
         caller = user_of(uri_of(invite.value("From"))) or "anonymous"
-        if invite.call_id in self._refused:  # a retransmission of an INVITE we refused: the same answer
-            self._refuse(invite, source, self._refused[invite.call_id], "")
+        branch, code = self._refused.get(invite.call_id, ("", 0))
+        if branch and branch == invite.branch:  # a retransmission of an INVITE we refused: the same answer
+            self._refuse(invite, source, code, "")
             return
         with self._lock:
             # pyVoIP took every INVITE until the box fell over; beyond max_calls: 486 Busy Here.
@@ -353,7 +354,7 @@ class UserAgent:
         self.send(build_response(invite, code, to_tag=new_tag(), headers=headers), source)
         if invite.call_id in self._refused:
             return
-        self._refused[invite.call_id] = code
+        self._refused[invite.call_id] = (invite.branch, code)
         self.timers.call_later(TRANSACTION_TIMEOUT, lambda: self._refused.pop(invite.call_id, None))
         if not report:
             return
