@@ -3,8 +3,9 @@
 Everything runs on this machine: a throwaway PostgreSQL server (fsync on, as in production, with
 pg_stat_statements), two ``callcenter serve`` processes sharing it and one data directory,
 Kamailio with the configuration ``callcenter kamailio-config`` writes, and SIPp callers. Each
-caller does what bench/calls.py's does (1 over the greeting, 1 for "yes, my flat", describes the
-problem in speech, # over the time question, 1 for the summary, then hears the ticket number).
+caller does what bench/calls.py's does (1 over the greeting, keys the room number 1101# when asked
+for it, describes the problem in speech, # over the time question, 1 for the summary, then hears
+the ticket number).
 
 Printed per round of N simultaneous callers:
 
@@ -140,7 +141,7 @@ class Cluster:
 def caller_pcap(work: Path, speech: bytes) -> tuple[Path, float]:
     caller = CallerScript()
     caller.keys(1.0, "1")
-    caller.keys(3.0, "1")
+    caller.keys(2.2, "1101#")  # "为核实身份，请输入或说出您的房号": the directory's room
     speech_end = caller.speak(SPEAK_AT, speech, "problem")
     caller.keys(18.5, "#")
     caller.keys(22.0, "1")
