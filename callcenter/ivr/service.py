@@ -13,9 +13,11 @@ import time
 from dataclasses import fields
 from typing import Any, Callable
 
+from callcenter.asr.capacity import StreamSlots
 from callcenter.asr.stream import Recognizer, RecognizerPool
 from callcenter.ivr.flows.hotline import HotlineServices, answer_hotline
-from callcenter.ivr.lines import Line, LineConfig, RefusedCall
+from callcenter.ivr.lines import Invitation, Line, LineConfig, RefusedCall
+from callcenter.kamailio_config import NEXT_NODE_HEADER
 from core.outcomes import CallOutcome
 from core.settings import Settings, SettingsError
 
@@ -70,15 +72,31 @@ REFUSALS_QUEUED = 500  # refused calls waiting for their record; beyond it they 
 START_WAIT = 6.0  # seconds the service's start waits for its lines' first outcome (a REGISTER times out in 5)
 
 
+def admission(streams: StreamSlots) -> Callable[[Invitation], int | None]:
+    """Full is not busy: who gets in when this node's recognisers are all taken.
+
+    A free recogniser is reserved for the call and it rings. With none free, the call is refused
+    with 503 only when the dispatcher has another node to try (Kamailio marks such an INVITE with
+    ``NEXT_NODE_HEADER``, see callcenter/kamailio_config.py); on the last node it tries, or with no
+    dispatcher at all (one node, a PBX straight to it), the call is answered anyway and runs in
+    keypad-and-recording mode: a resident is never turned away because the recognisers are busy."""
+    def admit(invitation: Invitation) -> int | None:
+        if streams.reserve(invitation.call_id):
+            return None
+        if invitation.header(NEXT_NODE_HEADER):
+            streams.note_refused()
+            return 503
+        return None
+    return admit
+
+
 class Telephony:
-    """Every configured line of this process, started and stopped together.
+    """Every configured line of this process, started and stopped together. Lines with the hotline
+    flow admit calls by the recognisers free (``admission``) when ``hotline.streams`` counts them."""
 
-    ``admit(caller) -> int | None`` is handed to every line with a flow: asked before an INVITE rings,
-    a SIP code refuses it (see ``Line``)."""
-
-    def __init__(self, settings: Settings, hotline: HotlineServices,
-                 admit: Callable[[str], int | None] | None = None):
+    def __init__(self, settings: Settings, hotline: HotlineServices):
         self.hotline = hotline
+        admit = admission(hotline.streams) if hotline.streams is not None else None
         self.lines: list[Line] = []
         # Refused calls are written from here, not from the SIP receive thread that refuses them,
         # through a bounded queue: a flood of refusals costs a count, not memory.
@@ -93,6 +111,8 @@ class Telephony:
 
     def _refused_on(self, line: str) -> Callable[[RefusedCall], None]:
         def queue_it(refused: RefusedCall) -> None:
+            if self.hotline.streams is not None:  # a recogniser reserved for it is free again
+                self.hotline.streams.cancel(refused.call_id)
             try:
                 self._refusals.put_nowait((line, refused))
             except queue.Full:
@@ -146,9 +166,14 @@ class Telephony:
                         REFUSALS_QUEUED)
 
     def health(self) -> dict[str, Any]:
-        """``{"up": every line registered or listening, "lines": {name: Line.health()}}``."""
+        """``{"up": every line registered or listening, "lines": {name: Line.health()}}``, and with a
+        recogniser limit ``"recognisers"``: in use, the limit, calls refused (503) and calls answered
+        without speech because all were busy (``StreamSlots.health``)."""
         lines = {line.name: line.health() for line in self.lines}
-        return {"up": all(line.up for line in self.lines), "lines": lines}
+        health: dict[str, Any] = {"up": all(line.up for line in self.lines), "lines": lines}
+        if self.hotline.streams is not None:
+            health["recognisers"] = self.hotline.streams.health()
+        return health
 
     def line(self, name: str) -> Line | None:
         return next((line for line in self.lines if line.name == name), None)

@@ -12,9 +12,13 @@ the line's status with the time it began, and retried after 1, 2, 4 ... seconds,
 raises it, but the keeper goes on either way; nothing a line does stops another line or the web
 console. A watchdog on the line's timer restarts a keeper that died.
 
-``admit(caller) -> int | None`` lets the owner refuse an INVITE before it rings: return a SIP
+``admit(invitation) -> int | None`` lets the owner refuse an INVITE before it rings: return a SIP
 code (say 503 when this node has no recogniser free, so Kamailio's dispatcher tries the next
-node) or None to take the call. It runs on the receive thread: it must answer at once.
+node) or None to take the call. It is asked once per INVITE, after the line's own checks (allow-list,
+``max_calls``, codecs), so an INVITE it lets in becomes a call; it runs on the receive thread and
+must answer at once. A 503 carries ``Retry-After``. The owner counts and logs its own refusals:
+they are not reported to ``on_refused`` (a call refused so that another node takes it is not a
+failed call); a retransmission of a refused INVITE gets the same answer without asking again.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable, Sequence
 
 from callcenter.ivr.media import CODECS_BY_PAYLOAD_TYPE, Codec
-from callcenter.sip.dialog import ALLOW, CallListener, RefusedCall, SipCall
+from callcenter.sip.dialog import ALLOW, CallListener, Invitation, RefusedCall, SipCall
 from callcenter.sip.errors import SipError
 from callcenter.sip.guard import SUMMARY_SECONDS, Guard
 from callcenter.sip.message import USER_AGENT, SipMessage, build_response, new_tag
@@ -42,6 +46,7 @@ from callcenter.sip.uri import Address, resolve, uri_of, user_of
 log = logging.getLogger("callcenter.sip")
 
 MAX_RETRY_INTERVAL = 30.0
+RETRY_AFTER_SECONDS = 5  # in a 503 the owner asked for: a full node may have a recogniser free by then
 WATCHDOG_SECONDS = 5.0
 
 
@@ -67,7 +72,7 @@ class UserAgent:
                  symmetric_rtp: bool = True, rtp_timeout: float = 30.0,
                  on_incoming: Callable[[SipCall], None] = lambda call: call.reject(480),
                  on_refused: Callable[[RefusedCall], None] = lambda refused: None,
-                 admit: Callable[[str], int | None] | None = None):
+                 admit: Callable[[Invitation], int | None] | None = None):
         self.name, self.address, self.user, self.mode = name, address, user, mode
         self.server, self.password = server, password
         self.allow_config = list(allow)
@@ -86,7 +91,7 @@ class UserAgent:
         self._allowed: dict[str, set[int | None]] = {}  # IP -> ports (None: any), once resolved
         self._calls: dict[str, SipCall] = {}
         self._ended: dict[str, SipCall] = {}  # kept 32 s to absorb retransmitted INVITE/BYE/ACK
-        self._refused: set[str] = set()  # Call-IDs refused in the last 32 s: one report per call
+        self._refused: dict[str, tuple[str, int]] = {}  # Call-ID -> (branch, code) refused in the last 32 s
         self._peer_hosts: Counter[str] = Counter()  # hosts of live (and just ended) calls
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -308,9 +313,9 @@ class UserAgent:
 
     def _incoming(self, invite: SipMessage, source: Address) -> None:
         caller = user_of(uri_of(invite.value("From"))) or "anonymous"
-        code = self.admit(caller) if self.admit else None
-        if code is not None:
-            self._refuse(invite, source, code, f"INVITE from {caller}: refused by the line's owner")
+        branch, code = self._refused.get(invite.call_id, ("", 0))
+        if branch and branch == invite.branch:  # a retransmission of an INVITE we refused: the same answer
+            self._refuse(invite, source, code, "")
             return
         with self._lock:
             # pyVoIP took every INVITE until the box fell over; beyond max_calls: 486 Busy Here.
@@ -327,6 +332,13 @@ class UserAgent:
             except SdpError as error:
                 self._refuse(invite, source, 488, f"INVITE from {caller}: {error}")
                 return
+            if self.admit is not None:
+                invitation = Invitation(invite.call_id, caller, user_of(invite.uri) or user_of(uri_of(invite.value("To"))),
+                                        {name: values[0] for name, values in invite.headers.items() if values})
+                code = self.admit(invitation)
+                if code is not None:
+                    self._refuse(invite, source, code, "", report=False)
+                    return
             call = SipCall.inbound(self, invite, source, media, codec)
             self.add_call(call)
         call.ring()
@@ -334,15 +346,19 @@ class UserAgent:
                  call.called, *source, self.name, codec.name)
         self.on_incoming(call)  # at once: pyVoIP answered through a 1 s Timer
 
-    def _refuse(self, invite: SipMessage, source: Address, code: int, why: str) -> None:
+    def _refuse(self, invite: SipMessage, source: Address, code: int, why: str, report: bool = True) -> None:
         """Answer an INVITE with a final error before any call exists; report each refused call once
-        (a retransmitted INVITE gets the answer again, not a second report)."""
-        self.send(build_response(invite, code, to_tag=new_tag()), source)
+        (a retransmitted INVITE gets the answer again, not a second report). ``report=False``: the
+        owner refused it through ``admit`` and keeps its own count; nothing is logged or reported."""
+        headers = [f"Retry-After: {RETRY_AFTER_SECONDS}"] if code == 503 else []
+        self.send(build_response(invite, code, to_tag=new_tag(), headers=headers), source)
         if invite.call_id in self._refused:
             return
+        self._refused[invite.call_id] = (invite.branch, code)
+        self.timers.call_later(TRANSACTION_TIMEOUT, lambda: self._refused.pop(invite.call_id, None))
+        if not report:
+            return
         log.warning("call %s: refused (%d): %s", invite.call_id, code, why)
-        self._refused.add(invite.call_id)
-        self.timers.call_later(TRANSACTION_TIMEOUT, lambda: self._refused.discard(invite.call_id))
         self.on_refused(RefusedCall(invite.call_id, user_of(uri_of(invite.value("From"))) or "anonymous",
                                     user_of(uri_of(invite.value("To"))), code, why))
 

@@ -55,6 +55,19 @@ class RefusedCall:
     reason: str
 
 
+@dataclass(frozen=True)
+class Invitation:
+    """A new INVITE as the line's owner sees it when deciding whether to take it (``admit``)."""
+
+    call_id: str
+    caller: str
+    called: str
+    headers: dict[str, str]  # lower-case name -> the first value of each header field
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
 class CallListener(Protocol):
     """What a call reports, from the SIP and RTP threads; implementations must only queue."""
 

@@ -264,7 +264,7 @@ class Sipp:
         media, port = free_udp_ports(4), port or free_udp_ports()
         defaults = {"media_ip": "[media_ip]", "media_port": "[media_port]", "codec_pt": 0, "codec_name": "PCMU",
                     "hold_ms": 1000, "quiet_ms": 1500, "ring_ms": 100, "to_tag": "engineer-phone-7",
-                    "bye_timeout_ms": 20000}
+                    "bye_timeout_ms": 20000, "extra_header": ""}
         path = self.render(scenario, {**defaults, **(params or {})}, directory)
         command = ["sipp", *([target] if target else []), "-sf", str(path), "-s", service,
                    "-i", LOOPBACK, "-p", str(port), "-bind_local",

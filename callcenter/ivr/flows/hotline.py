@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timezone
 from typing import Callable
 
+from callcenter.asr.capacity import StreamSlot, StreamSlots, speech_for_call
 from callcenter.asr.stream import Recognizer
 from callcenter.ivr.bridge import Meeting, Meetings, bridge
 from callcenter.ivr.flows.call_record import FlowRecord
@@ -62,6 +63,8 @@ class HotlineServices:
     # Where an emergency caller meets the engineer who takes the job; None: never put through.
     meetings: Meetings | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    # This node's recogniser streams (asr.max_streams); None: no limit kept (no model, or a test).
+    streams: StreamSlots | None = None
 
 
 @dataclass
@@ -78,6 +81,8 @@ class HotlineCall:
     provisional_description: str = ""  # taken from a partial result; the final replaces it
     told_number: bool = False  # the caller has heard the ticket number: hanging up now is the normal end
     menu_keys: str = ""  # keyed over the greeting and menu (for the call-back list: how far they got)
+    slot: StreamSlot | None = None  # the recogniser stream this call holds until it ends
+    recognisers_busy: bool = False  # all were taken when it came: keys and the recording only
 
     def __post_init__(self) -> None:
         s = self.services
@@ -89,6 +94,21 @@ class HotlineCall:
     # -- the call from start to end ------------------------------------------------------
 
     def run(self) -> None:
+        """The whole call, holding a recogniser stream from start to end (given back whatever ends
+        it); with every stream taken, the call runs on keys and its recording (``recognisers_busy``)."""
+        s = self.services
+        self.slot, speech = speech_for_call(s.streams, self.call.call_id, s.new_recognizer)
+        try:
+            if speech is None and s.new_recognizer is not None:
+                self.recognisers_busy = True
+                self.dialogue = Dialogue(self.call, None, s.settings.asr.end_silence_seconds)
+                s.streams.note_without_speech(self.call.call_id)
+            self.run_call()
+        finally:
+            if self.slot is not None:
+                self.slot.release()
+
+    def run_call(self) -> None:
         s, call = self.services, self.call
         record_id = s.calls.open(sip_call_id=call.call_id, direction="inbound", line=call.line.name,
                                  caller=call.caller, called=call.called, at=s.clock())
@@ -128,7 +148,9 @@ class HotlineCall:
                 put_on_callback_list(self)
             except Exception:
                 log.exception("call %s: could not put the call on the call-back list", self.call.call_id)
-        self.record.close(outcome, confirmed=self.facts.confirmed)
+        # Why a call has no words in its transcript: every recogniser of the node was busy.
+        self.record.close(outcome, confirmed=self.facts.confirmed,
+                          without_speech="recognisers_busy" if self.recognisers_busy else None)
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
     def save(self, step: str) -> None:
@@ -140,6 +162,8 @@ class HotlineCall:
     def converse(self) -> CallOutcome:
         d, p = self.dialogue, self.prompts
         d.say(p["hotline.greeting"], barge_in=True)
+        if self.recognisers_busy:
+            d.say(p["hotline.recognisers_busy"])  # not skipped by a key: it says why to use the keys
         d.say(p["hotline.menu"], barge_in=True)
         heard = self.listen_for_problem(max_seconds=self.config.max_description_seconds, no_input_seconds=5)
         self.menu_keys = heard.keys

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
+from callcenter.asr.capacity import StreamSlots, speech_for_call
 from callcenter.asr.grammar import DIGITS, OPT_OUT, RATINGS, SCORES, YES_NO, Choices
 from callcenter.asr.stream import Recognizer
 from callcenter.ivr.flows.call_record import FlowRecord
@@ -93,6 +94,8 @@ class SurveyServices:
     # A recognizer per answer (optionally restricted to a grammar), or None with no speech model.
     new_recognizer: Callable[[list[str] | None], Recognizer] | None
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    # This node's recogniser streams, shared with the hotline; none free: the survey runs on keys.
+    streams: StreamSlots | None = None
 
 
 def run_survey(call, services: SurveyServices, repair: RepairFacts, record_id: int) -> SurveyAnswers:
@@ -139,7 +142,8 @@ class SurveyCall:
     def __init__(self, call, services: SurveyServices, repair: RepairFacts, record_id: int):
         self.call, self.services, self.repair = call, services, repair
         self.prompts = services.prompts
-        self.dialogue = Dialogue(call, services.new_recognizer, services.settings.asr.end_silence_seconds)
+        self.slot, speech = speech_for_call(services.streams, call.call_id, services.new_recognizer)
+        self.dialogue = Dialogue(call, speech, services.settings.asr.end_silence_seconds)
         self.record = FlowRecord(services.calls, record_id, services.settings, services.clock)
         self.answers = SurveyAnswers()
         self.speech = LongestSpeech()  # the far end's talk until the first question is over
@@ -155,6 +159,8 @@ class SurveyCall:
         except Exception:
             log.exception("call %s: survey flow failed", self.call.call_id)
         finally:
+            if self.slot is not None:
+                self.slot.release()
             self.call.hangup()
             self.answers.transcript = self.record.utterances
             self.record.close(outcome)
