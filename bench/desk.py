@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from callcenter.web.app import create_app  # noqa: E402
 from core import desk, migrate  # noqa: E402
 from core.accounts import add_user  # noqa: E402
-from core.desk import Actor, NewTicket  # noqa: E402
+from core.base import Actor  # noqa: E402
+from core.desk import NewTicket  # noqa: E402
 from core.settings import DatabaseSettings, load_settings  # noqa: E402
 from core.store import Engineer, make_engine, make_session_factory  # noqa: E402
 from core.tickets import Role, Status, TransitionRequest, Urgency  # noqa: E402

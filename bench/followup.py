@@ -52,7 +52,8 @@ from callcenter.ivr.prompts import Prompts  # noqa: E402
 from callcenter.ivr.service import line_config  # noqa: E402
 from core import desk, followup, migrate  # noqa: E402
 from core.calls import CallLog  # noqa: E402
-from core.desk import Actor, NewTicket  # noqa: E402
+from core.base import Actor  # noqa: E402
+from core.desk import NewTicket  # noqa: E402
 from core.jobs import FOLLOWUP_TICK_SECONDS, Jobs  # noqa: E402
 from core.settings import DatabaseSettings, load_settings  # noqa: E402
 from core.store import CallRecord, Engineer, FollowUp, Ticket, make_engine, make_session_factory  # noqa: E402

@@ -35,7 +35,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from core import alerts, desk, dispatch
 from core.claims import Conflict, claim
-from core.desk import CALLOUT, Actor, NotFound
+from core.base import Actor, NotFound
+from core.desk import CALLOUT
 from core.dispatch import Action, Attempt, Decision, Outcome, Step
 from core.roster import ChainLink, on_duty
 from core.roster_store import load_roster

@@ -6,7 +6,6 @@ every change to a ticket leaves an event and keeps its deadline in step.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -16,6 +15,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.base import Actor, NotFound, ValidationError, parse_time  # noqa: F401 (also desk.X for callers)
+from core.phones import PHONE_PATTERN, normalise_phone  # noqa: F401 (also desk.X for callers)
 from core.claims import Conflict, claim, hold  # noqa: F401 (Conflict: desk.Conflict for callers)
 from core.settings import Settings, SlaSettings
 from core.store import Engineer, FeeItem, Resident, Ticket, TicketCounter, TicketEvent
@@ -34,29 +35,7 @@ from core.tickets import (
     rule_for,
 )
 
-PHONE_PATTERN = re.compile(r"^\+?\d{3,20}$")
 NOTE_LIMIT = 2000  # characters of a note, a remark, a description
-
-
-class ValidationError(ValueError):
-    """Bad input, with a Chinese message per field."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
-
-
-class NotFound(LookupError):
-    pass
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: a logged-in user, or the hotline itself."""
-
-    name: str
-    role: Role
-    engineer_id: int | None = None
 
 
 HOTLINE = Actor("hotline", Role.FRONTDESK)
@@ -85,10 +64,6 @@ class NewTicket:
     is_vip: bool = False
     remarks: str = ""
     reported_at: datetime | None = None  # a phone draft: when the call came in
-
-
-def normalise_phone(raw: str) -> str:
-    return re.sub(r"[\s\-()（）]", "", raw or "")
 
 
 def parse_new_ticket(payload: Any, tz: ZoneInfo) -> NewTicket:
@@ -154,18 +129,6 @@ def _choice(payload: dict, key: str, enum_type, default, errors: dict[str, str],
     except ValueError:
         errors[key] = message
         return default
-
-
-def parse_time(value: Any, tz: ZoneInfo, key: str, errors: dict[str, str]) -> datetime | None:
-    """ISO 8601; a time without an offset is read in the site's time zone."""
-    if value in (None, ""):
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        errors[key] = "时间格式应为 ISO 8601，例如 2026-11-22T14:00+08:00"
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
 # --- numbers --------------------------------------------------------------------

@@ -44,7 +44,9 @@ from sqlalchemy.orm import Session
 from core import alerts, desk
 from core.calling_hours import CallingHours
 from core.claims import Conflict
-from core.desk import FOLLOWUP, Actor, NotFound, ValidationError, normalise_phone
+from core.base import Actor, NotFound, ValidationError
+from core.desk import FOLLOWUP
+from core.phones import normalise_phone
 from core.settings import Settings
 from core.store import CallRecord, FollowUp, FollowUpOptOut, Ticket
 from core.tickets import RATINGS, STATUS_NAMES, Status, TransitionError, TransitionRequest, Urgency

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from core import dispatch
 from core.contacts import is_valid_contact
-from core.desk import Actor, NotFound
+from core.base import Actor, NotFound
 from core.roster import (
     Gap,
     Link,

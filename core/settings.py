@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
+from core.base import WindowError, parse_windows
 from core.contacts import ContactError, check_contact
 
 ENV_PREFIX = "CALLCENTER_"
@@ -114,6 +115,14 @@ def _contact(name: str, value: str) -> None:
         raise SettingsError(f"{name}: {error}") from None
 
 
+def _windows(name: str, spans: tuple[str, ...]) -> tuple[tuple[time, time], ...]:
+    """Clock-time windows (core.base.parse_windows), refused with the setting's name if unreadable."""
+    try:
+        return parse_windows(spans)
+    except WindowError as error:
+        raise SettingsError(f"{name} {error}") from None
+
+
 @dataclass(frozen=True)
 class HotlineSettings:
     # While the front desk is staffed, 0 transfers the caller to this extension.
@@ -125,6 +134,11 @@ class HotlineSettings:
     def __post_init__(self) -> None:
         if self.desk_extension:
             _contact("hotline.desk_extension", self.desk_extension)
+        self.desk_windows()  # a bad entry is refused here, not when a caller presses 0
+
+    def desk_windows(self) -> tuple[tuple[time, time], ...]:
+        """When the front desk is staffed, as (start, end) pairs in the site's time."""
+        return _windows("hotline.desk_hours", self.desk_hours)
 
 
 @dataclass(frozen=True)
@@ -184,20 +198,7 @@ class FollowupSettings:
 
     def windows(self) -> tuple[tuple[time, time], ...]:
         """The calling hours as (start, end) pairs in the site's time, earliest first."""
-        windows = []
-        for span in self.calling_hours:
-            match = re.fullmatch(r"\s*(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s*", span)
-            try:
-                start, end = (time.fromisoformat(part.zfill(5)) for part in match.groups())
-            except (AttributeError, ValueError):
-                start = end = None
-            if start is None or end <= start:  # a window over midnight would mean calling at night
-                raise SettingsError(f"followup.calling_hours 应为「HH:MM-HH:MM」且结束晚于开始 / "
-                                    f"expected e.g. 09:00-12:00: {span!r}")
-            windows.append((start, end))
-        if not windows:
-            raise SettingsError("followup.calling_hours 至少需要一个时段 / needs at least one window")
-        return tuple(sorted(windows))
+        return _windows("followup.calling_hours", self.calling_hours)
 
     def rest_weekdays(self) -> frozenset[int]:
         return frozenset(int(day) for day in self._rest_days() if isinstance(day, int))

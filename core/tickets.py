@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from core.base import Role  # noqa: F401 (who acts is shared: core.base; tickets.Role for callers)
 from core.settings import SlaSettings
 
 if TYPE_CHECKING:
@@ -92,13 +93,6 @@ class Channel(enum.StrEnum):
 
 
 CHANNEL_NAMES = {Channel.PHONE: "电话", Channel.DESK: "前台", Channel.WEB: "网页"}
-
-
-class Role(enum.StrEnum):
-    FRONTDESK = "frontdesk"
-    ENGINEER = "engineer"
-    MANAGER = "manager"
-    ADMIN = "admin"
 
 
 ROLE_NAMES = {Role.FRONTDESK: "前台", Role.ENGINEER: "维修人员", Role.MANAGER: "主管", Role.ADMIN: "管理员"}

@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from core import desk, directory
-from core.desk import HOTLINE, Actor, NewTicket, TicketFilter
+from core.base import Actor, ValidationError
+from core.desk import HOTLINE, NewTicket, TicketFilter
 from core.store import Engineer, FeeItem, TicketEvent
 from core.tickets import Channel, Role, Status, TransitionError, TransitionRequest, Urgency
 
@@ -115,7 +116,7 @@ def test_hotline_tickets_start_as_drafts_and_corrections_are_events(sessions, se
         assert change.kind == "edit"
         assert change.data["changes"]["room"] == {"from": "", "to": "1102"}
         assert change.data["changes"]["urgency"] == {"from": "normal", "to": "emergency"}
-        with pytest.raises(desk.ValidationError):
+        with pytest.raises(ValidationError):
             desk.edit_ticket(session, draft, {"number": "1"}, CLERK, at(2026, 11, 22, 8, 0), settings)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from core import desk, followup
 from core.calling_hours import CallingHours
-from core.desk import Actor
+from core.base import Actor, ValidationError
 from core.followup import FollowUpError, SurveyAnswers, Verdict, due_time, next_retry, verdict
 from core.followup_report import FollowupFilter, find_followups
 from core.settings import FollowupSettings, load_settings
@@ -302,7 +302,7 @@ def test_a_time_agreed_with_the_resident_must_be_in_the_future_and_inside_callin
     with sessions() as session, session.begin():
         ticket = desk.get_ticket(session, ticket_id)
         for when, message in ((at(23, 9), "不能早于现在"), (at(24, 12, 30), "回访时段")):
-            with pytest.raises(desk.ValidationError, match=message):
+            with pytest.raises(ValidationError, match=message):
                 followup.schedule_for(session, ticket, at(23, 11), settings, at=when)
         moved = followup.schedule_for(session, ticket, at(23, 11), settings, at=at(24, 15))
         assert (moved.due_at, moved.resident_agreed) == (at(24, 15), True)

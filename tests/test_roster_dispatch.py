@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from core import callouts, desk, roster_store
 from core.callouts import CallOutError
-from core.desk import Actor, NewTicket
+from core.base import Actor
+from core.desk import NewTicket
 from core.dispatch import (
     ANSWERED_CALL_SECONDS,
     LAST_RESORT_ROUND,

@@ -19,7 +19,8 @@ from sqlalchemy import select
 
 from core import callouts, desk, followup, roster_store
 from core.claims import Conflict
-from core.desk import HOTLINE, Actor, NewTicket
+from core.base import Actor
+from core.desk import HOTLINE, NewTicket
 from core.dispatch import Outcome
 from core.intake import DraftFacts, PhoneDrafts
 from core.settings import CalloutSettings

@@ -37,7 +37,8 @@ from callcenter.ivr.lines import Line, LineConfig
 from callcenter.ivr.prompts import Prompts
 from core import desk, followup, migrate
 from core.calls import CallLog
-from core.desk import Actor, NewTicket
+from core.base import Actor
+from core.desk import NewTicket
 from core.followup import SurveyAnswers
 from core.settings import DatabaseSettings, load_settings
 from core.store import CallRecord, Engineer, FollowUp, Ticket, TicketEvent, make_engine, make_session_factory

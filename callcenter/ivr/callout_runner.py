@@ -42,7 +42,8 @@ from callcenter.ivr.prompts import Prompts
 from core import callouts, desk, log_context
 from core.callouts import ACCEPTED, RINGING, CallOutError
 from core.calls import CallLog
-from core.desk import CALLOUT, HOTLINE, NotFound
+from core.base import NotFound
+from core.desk import CALLOUT, HOTLINE
 from core.dispatch import Action, Outcome, Step
 from core.settings import Settings
 from core.store import CallOut

@@ -25,7 +25,7 @@ from callcenter.web.passwords import PASSWORDS
 from callcenter.web.security import client_address
 from callcenter.web.serialize import engineer_json, fee_json, local_iso, ticket_json, user_json
 from core import accounts, audit, desk
-from core.desk import NotFound, ValidationError
+from core.base import NotFound, ValidationError
 from core.store import DailyList, Engineer, FeeItem, User
 from core.tickets import (
     CATEGORY_NAMES,

@@ -14,7 +14,7 @@ from aiohttp import web
 from callcenter.web.api_tickets import DESK_ROLES
 from callcenter.web.context import allow, json_body, json_response, now
 from core import desk
-from core.desk import ValidationError
+from core.base import ValidationError
 from core.triage import Triage
 
 routes = web.RouteTableDef()

@@ -30,7 +30,7 @@ from callcenter.web.security import client_address
 from callcenter.web.serialize import local_iso
 from core import accounts, audit, login_throttle
 from core.claims import Conflict
-from core.desk import NotFound, ValidationError
+from core.base import NotFound, ValidationError
 from core.store import User
 from core.tickets import STATUS_NAMES, TransitionError
 

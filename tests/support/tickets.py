@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from core import desk
-from core.desk import Actor, NewTicket
+from core.base import Actor
+from core.desk import NewTicket
 from core.tickets import Role, Status, TransitionRequest, Urgency
 
 CLERK = Actor("desk1", Role.FRONTDESK)
