@@ -18,12 +18,11 @@ from sqlalchemy.orm import Session
 from core.base import Actor, NotFound, ValidationError, parse_time  # noqa: F401 (also desk.X for callers)
 from core.phones import PHONE_PATTERN, normalise_phone  # noqa: F401 (also desk.X for callers)
 from core.claims import Conflict, claim, hold  # noqa: F401 (Conflict: desk.Conflict for callers)
-from core.settings import Settings, SlaSettings
+from core.settings import Settings
 from core.store import Engineer, FeeItem, Resident, Ticket, TicketCounter, TicketEvent
 from core.tickets import (
     CATEGORY_NAMES,
     CLOSED,
-    RATINGS,
     Channel,
     Role,
     Status,
@@ -31,7 +30,6 @@ from core.tickets import (
     TransitionRequest,
     Urgency,
     current_due_at,
-    on_time,
     rule_for,
 )
 
@@ -385,34 +383,6 @@ def resident_by_phone(session: Session, phone: str) -> Resident | None:
 def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), tzinfo=tz)
     return start, start + timedelta(days=1)
-
-
-def ticket_report(session: Session, start: datetime, end: datetime, sla: SlaSettings) -> dict[str, Any]:
-    """The manager's figures for tickets reported in [start, end): counts and 零修及时率 etc."""
-    in_range = (Ticket.reported_at >= start) & (Ticket.reported_at < end)
-    by_status = dict(session.execute(
-        select(Ticket.status, func.count()).where(in_range).group_by(Ticket.status)).all())
-    by_category = dict(session.execute(
-        select(Ticket.category, func.count()).where(in_range).group_by(Ticket.category)).all())
-    by_urgency = dict(session.execute(
-        select(Ticket.urgency, func.count()).where(in_range).group_by(Ticket.urgency)).all())
-    completed = session.scalars(select(Ticket).where(in_range, Ticket.completed_at.is_not(None))).all()
-    on_time_count = sum(1 for t in completed if on_time(t, sla))
-    rated = [t.rating for t in completed if t.rating]
-    satisfied = sum(1 for r in rated if r in RATINGS[:2])
-    return {
-        "from": start.isoformat(), "to": end.isoformat(),
-        "total": sum(by_status.values()),
-        "by_status": by_status, "by_category": by_category, "by_urgency": by_urgency,
-        "completed": len(completed), "on_time": on_time_count,
-        "on_time_rate": _rate(on_time_count, len(completed)),
-        "followed_up": len(rated), "followup_rate": _rate(len(rated), len(completed)),
-        "satisfied": satisfied, "satisfaction_rate": _rate(satisfied, len(rated)),
-    }
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
 
 
 def daily_report(session: Session, day: date, settings: Settings) -> list[Ticket]:

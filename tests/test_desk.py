@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from core import desk, directory
+from core import desk, directory, reports
 from core.base import Actor, ValidationError
 from core.desk import HOTLINE, NewTicket, TicketFilter
 from core.store import Engineer, FeeItem, TicketEvent
@@ -162,7 +162,7 @@ def test_report_counts_states_and_the_on_time_rate(sessions, settings, engineers
         desk.create_ticket(session, new(category="electrical"), CLERK, at(2026, 11, 6, 9, 0), settings)
         desk.create_ticket(session, new(), CLERK, at(2026, 12, 1, 9, 0), settings)  # outside the range
     with sessions() as session:
-        report = desk.ticket_report(session, start, at(2026, 12, 1, 0, 0), settings.sla)
+        report = reports.ticket_report(session, start, at(2026, 12, 1, 0, 0), settings.sla)
     assert report["total"] == 3
     assert report["by_status"] == {"completed": 2, "received": 1}
     assert report["by_category"] == {"other": 2, "electrical": 1}

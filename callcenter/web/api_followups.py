@@ -16,7 +16,8 @@ from callcenter.web.serialize import followup_json
 from core import desk, followup
 from core.base import ValidationError, parse_time
 from core.followup import FOLLOWUP_STATUS_NAMES
-from core.followup_report import FollowupFilter, find_followups, monthly_report
+from core.followup_report import FollowupFilter, find_followups
+from core.reports import monthly_report
 from core.tickets import Role
 
 log = logging.getLogger(__name__)
