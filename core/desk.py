@@ -196,11 +196,12 @@ def create_ticket(session: Session, new: NewTicket, actor: Actor, now: datetime,
     return ticket
 
 
-def transition(session: Session, ticket: Ticket, request: TransitionRequest, actor: Actor,
+def apply_move(session: Session, ticket: Ticket, request: TransitionRequest, actor: Actor,
                now: datetime, settings: Settings, seen_version: int | None = None) -> Ticket:
     """Move a ticket to another state if the rules allow it; refuse with a Chinese message if not.
-    A move to or from 完成 keeps the ticket's follow-up call in step (``core.followup``).
-    Only on the ticket as it was read (or as ``seen_version`` says the user saw it): else Conflict."""
+    Only on the ticket as it was read (or as ``seen_version`` says the user saw it): else Conflict.
+    The ticket alone: people and the call-out move tickets through ``core.moves.move_ticket``,
+    which also keeps the ticket's follow-up call in step."""
     claim(session, ticket, seen_version)
     current = Status(ticket.status)
     sla = settings.sla
@@ -252,10 +253,6 @@ def transition(session: Session, ticket: Ticket, request: TransitionRequest, act
     ticket.due_at = current_due_at(ticket, sla)
     record_event(ticket, actor, now, "transition", current, request.to,
             note=request.note, reason=request.reason, data=data or None)
-    if isinstance(settings, Settings):
-        from core import followup  # it moves tickets through this very function, so imported here
-
-        followup.after_transition(session, ticket, current, actor, now, settings)
     return ticket
 
 

@@ -18,7 +18,7 @@ from callcenter.web.context import (
 )
 from callcenter.web.live import FEED
 from callcenter.web.serialize import ticket_json
-from core import desk
+from core import desk, moves
 from core.base import NotFound, ValidationError, parse_time
 from core.desk import TicketFilter
 from core.tickets import Channel, Role, Status, TransitionRequest, Urgency
@@ -183,7 +183,7 @@ async def move_ticket(request: web.Request) -> web.Response:
         ticket = desk.get_ticket(session, ticket_id)
         _visible(ticket, user)
         before = ticket.status
-        desk.transition(session, ticket, move, user.actor, at, settings, seen_version=seen)
+        moves.move_ticket(session, ticket, move, user.actor, at, settings, seen_version=seen)
         log.info("ticket %s %s -> %s by %s", ticket.number, before, ticket.status, user.username)
         return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
 
