@@ -34,8 +34,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core import alerts, desk, dispatch, moves
-from core.claims import Conflict, claim
 from core.base import Actor, NotFound
+from core.claims import Conflict, claim
 from core.desk import CALLOUT
 from core.dispatch import Action, Attempt, Decision, Outcome, Step
 from core.roster import ChainLink, on_duty

@@ -42,14 +42,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import alerts, desk
+from core.base import Actor, NotFound, ValidationError
 from core.calling_hours import CallingHours
 from core.claims import Conflict
-from core.base import Actor, NotFound, ValidationError
 from core.desk import FOLLOWUP
 from core.phones import normalise_phone
 from core.settings import Settings
 from core.store import CallRecord, FollowUp, FollowUpOptOut, Ticket
-from core.tickets import RATINGS, STATUS_NAMES, Status, TransitionError, TransitionRequest, Urgency
+from core.tickets import (
+    RATINGS,
+    STATUS_NAMES,
+    Status,
+    TransitionError,
+    TransitionRequest,
+    Urgency,
+)
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from core import callouts, desk, moves, roster_store
-from core.callouts import CallOutError
 from core.base import Actor
+from core.callouts import CallOutError
 from core.desk import NewTicket
 from core.dispatch import (
     ANSWERED_CALL_SECONDS,

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from core import callouts, desk, followup, moves, roster_store
-from core.claims import Conflict
 from core.base import Actor
+from core.claims import Conflict
 from core.desk import HOTLINE, NewTicket
 from core.dispatch import Outcome
 from core.intake import DraftFacts, PhoneDrafts

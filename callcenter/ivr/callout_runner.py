@@ -40,9 +40,9 @@ from callcenter.ivr.flows.hotline import EmergencyReply
 from callcenter.ivr.lines import Call, DialError, Line
 from callcenter.ivr.prompts import Prompts
 from core import callouts, desk, log_context
+from core.base import NotFound
 from core.callouts import ACCEPTED, RINGING, CallOutError
 from core.calls import CallLog
-from core.base import NotFound
 from core.desk import CALLOUT, HOTLINE
 from core.dispatch import Action, Outcome, Step
 from core.settings import Settings
