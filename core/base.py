@@ -72,18 +72,25 @@ def parse_windows(spans: Iterable[str]) -> tuple[Window, ...]:
     calling residents it would mean calling at night); at least one window is needed."""
     windows = []
     for span in spans:
-        match = _WINDOW.fullmatch(span) if isinstance(span, str) else None
-        try:
-            parts = [int(part or 0) for part in match.groups()]  # type: ignore[union-attr]
-            start, end = time(*parts[:3]), time(*parts[3:])
-        except (AttributeError, ValueError):
-            start = end = None
-        if start is None or end is None or end <= start:
+        window = _window(span)
+        if window is None:
             raise WindowError(f"应为「HH:MM-HH:MM」且结束晚于开始 / expected e.g. 09:00-12:00: {span!r}")
-        windows.append((start, end))
+        windows.append(window)
     if not windows:
         raise WindowError("至少需要一个时段 / needs at least one window")
     return tuple(sorted(windows))
+
+
+def _window(span: object) -> Window | None:
+    match = _WINDOW.fullmatch(span) if isinstance(span, str) else None
+    if match is None:
+        return None
+    h1, m1, s1, h2, m2, s2 = (int(part or 0) for part in match.groups())
+    try:
+        start, end = time(h1, m1, s1), time(h2, m2, s2)
+    except ValueError:  # 25:00, 08:61
+        return None
+    return (start, end) if start < end else None
 
 
 def in_windows(windows: Iterable[Window], moment: time) -> bool:

@@ -136,8 +136,10 @@ def monthly_report(session: Session, month: date, settings: Settings) -> dict[st
     visits = answered_visits(session, start, end)
     ids = {visit.ticket_id for visit, _ in visits}
     categories = dict(session.execute(select(Ticket.id, Ticket.category).where(Ticket.id.in_(ids))).all())
-    names = dict(session.execute(select(Engineer.id, Engineer.name)).all())
-    total, by_category, by_engineer = Figures(), {}, {}
+    names: dict[int | None, str] = dict(session.execute(select(Engineer.id, Engineer.name)).all())
+    total = Figures()
+    by_category: dict[str, Figures] = {}
+    by_engineer: dict[int | None, Figures] = {}
     for visit, answer in visits:
         total.count(visit, answer)
         by_category.setdefault(categories[visit.ticket_id], Figures()).count(visit, answer)
