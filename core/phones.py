@@ -17,7 +17,7 @@ _SEPARATORS = re.compile(r"[\s\-()（）]")
 _COUNTRY_CODE = re.compile(r"(?:\+|00)?86(?=0?[1-9]\d{8,10}$)")
 _MOBILE = re.compile(r"1[3-9]\d{9}")
 _USER_DIGITS = re.compile(r"(\+?[\d\-]{3,30})@")  # sip:+8613800138000@pbx
-_ANY_DIGITS = re.compile(r"\+?\d[\d\-]{2,29}")  # tel:0086-10-12345678, a bare number
+_ANY_DIGITS = re.compile(r"\+?\d[\d\- ]{2,29}")  # tel:0086-10-12345678, a bare number
 
 
 def normalise_phone(raw: str) -> str:
@@ -39,10 +39,13 @@ def national_number(raw: str) -> str:
 
 def caller_number(caller: str) -> str:
     """The national number of a caller ID (``sip:13800138000@pbx``, ``"王" <sip:+8613800138000@x>``,
-    ``tel:0086-10-12345678``); '' if it carries no number (anonymous, or a name only)."""
-    match = _USER_DIGITS.search(caller or "")
-    found = match.group(1) if match else ""
-    if not found and (anywhere := _ANY_DIGITS.search(caller or "")):
-        found = anywhere.group(0)
+    ``tel:0086-10-12345678``); '' if it carries no number (anonymous, a name, ``sip:sipp@127.0.0.1``)."""
+    caller = caller or ""
+    if "@" in caller:  # a SIP address: the number is its user part (not the digits of its host)
+        match = _USER_DIGITS.search(caller)
+        found = match.group(1) if match else ""
+    else:
+        anywhere = _ANY_DIGITS.search(caller)
+        found = anywhere.group(0) if anywhere else ""
     number = national_number(found).lstrip("+")
     return number if re.fullmatch(r"\d{3,20}", number) else ""

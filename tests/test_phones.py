@@ -34,6 +34,8 @@ def test_the_national_number(raw, national):
     ("tel:0086-10-12345678", "01012345678"),
     ("sip:1001@pbx", "1001"),
     ("sip:anonymous@anonymous.invalid", ""),
+    ("sip:sipp@127.0.0.1:5060", ""),  # not the digits of the host
+    ("+86 138 0013 8000", "13800138000"),
     ("", ""),
 ])
 def test_the_number_behind_a_caller_id(caller, number):
