@@ -42,7 +42,8 @@ from sqlalchemy import select  # noqa: E402
 
 from callcenter.app import build_voice  # noqa: E402
 from core import callouts, migrate, roster_store  # noqa: E402
-from core.desk import Actor, NewTicket, create_ticket, HOTLINE  # noqa: E402
+from core.base import Actor  # noqa: E402
+from core.desk import NewTicket, create_ticket, HOTLINE  # noqa: E402
 from core.settings import DatabaseSettings, load_settings  # noqa: E402
 from core.store import Engineer, Resident, TicketEvent, make_engine, make_session_factory  # noqa: E402
 from core.tickets import Channel, Role, Urgency  # noqa: E402

@@ -25,9 +25,10 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from callcenter.web.app import create_app  # noqa: E402
-from core import desk, migrate  # noqa: E402
+from core import desk, migrate, moves  # noqa: E402
 from core.accounts import add_user  # noqa: E402
-from core.desk import Actor, NewTicket  # noqa: E402
+from core.base import Actor  # noqa: E402
+from core.desk import NewTicket  # noqa: E402
 from core.settings import DatabaseSettings, load_settings  # noqa: E402
 from core.store import Engineer, make_engine, make_session_factory  # noqa: E402
 from core.tickets import Role, Status, TransitionRequest, Urgency  # noqa: E402
@@ -63,7 +64,7 @@ def seed(sessions, settings, count: int) -> float:
                              TransitionRequest(Status.ACCEPTED), TransitionRequest(Status.ON_SITE),
                              TransitionRequest(Status.COMPLETED, actual_item="更换")]
                     for minutes, step in enumerate(steps[: rng.randrange(1, 5)], start=1):
-                        desk.transition(session, ticket, step, clerk, reported + timedelta(minutes=15 * minutes),
+                        moves.move_ticket(session, ticket, step, clerk, reported + timedelta(minutes=15 * minutes),
                                         settings)
     return time.perf_counter() - start
 

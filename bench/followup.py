@@ -50,9 +50,10 @@ from callcenter.ivr.followup_dialler import FollowupServices, call_followup  # n
 from callcenter.ivr.lines import Line  # noqa: E402
 from callcenter.ivr.prompts import Prompts  # noqa: E402
 from callcenter.ivr.service import line_config  # noqa: E402
-from core import desk, followup, migrate  # noqa: E402
+from core import desk, followup, migrate, moves  # noqa: E402
 from core.calls import CallLog  # noqa: E402
-from core.desk import Actor, NewTicket  # noqa: E402
+from core.base import Actor  # noqa: E402
+from core.desk import NewTicket  # noqa: E402
 from core.jobs import FOLLOWUP_TICK_SECONDS, Jobs  # noqa: E402
 from core.settings import DatabaseSettings, load_settings  # noqa: E402
 from core.store import CallRecord, Engineer, FollowUp, Ticket, make_engine, make_session_factory  # noqa: E402
@@ -113,7 +114,7 @@ def completed_repairs(sessions, settings, count: int) -> list[str]:
                                             clerk, REPORTED, settings)
                 for index, (actor, step) in enumerate(steps):
                     at = COMPLETED if step.to == Status.COMPLETED else REPORTED + timedelta(minutes=10 * (index + 1))
-                    desk.transition(session, ticket, step, actor, at, settings)
+                    moves.move_ticket(session, ticket, step, actor, at, settings)
     return phones
 
 

@@ -394,7 +394,7 @@ def cmd_roster_import(args, settings: Settings) -> int:
 
 def cmd_roster_override(args, settings: Settings) -> int:
     from core import roster_store
-    from core.desk import Actor
+    from core.base import Actor
     from core.tickets import Role
 
     starts, ends = roster_time(args.starts, settings, "--from"), roster_time(args.ends, settings, "--to", end=True)

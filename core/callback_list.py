@@ -25,7 +25,7 @@ from sqlalchemy import ForeignKey, String, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from core.store import Base
+from core.db import Base
 from core.tickets import TransitionError
 
 JOIN_WITHIN = timedelta(hours=1)

@@ -34,9 +34,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core import alerts, desk, dispatch
+from core import alerts, desk, dispatch, moves
+from core.base import Actor, NotFound
 from core.claims import Conflict, claim
-from core.desk import CALLOUT, Actor, NotFound
+from core.desk import CALLOUT
 from core.dispatch import Action, Attempt, Decision, Outcome, Step
 from core.roster import ChainLink, on_duty
 from core.roster_store import load_roster
@@ -349,7 +350,7 @@ def _end_values(state: str, now: datetime, engineer_id: int | None, stopped_by: 
 def _give_ticket_to(session: Session, ticket: Ticket, engineer_id: int, now: datetime, settings: Settings) -> None:
     """draft → received → dispatched → accepted, each an ordinary transition by the call-out."""
     def move(to: Status, **request) -> None:
-        desk.transition(session, ticket, TransitionRequest(to, **request), CALLOUT, now, settings)
+        moves.move_ticket(session, ticket, TransitionRequest(to, **request), CALLOUT, now, settings)
 
     if ticket.status == Status.DRAFT:
         move(Status.RECEIVED, note="紧急呼叫：维修人员已电话接单，电话报修自动受理")

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.store import CallRecord, utcnow
+from core.db import utcnow
+from core.store import CallRecord
 
 @dataclass
 class CallFilter:

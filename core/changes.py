@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from core.store import LiveChange
+from core.node_store import LiveChange
 
 CHANNEL = "callcenter_changes"
 # Bump when a trigger below changes: a database with an older version gets them again.

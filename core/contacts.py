@@ -14,6 +14,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from core.phones import PHONE_PATTERN, normalise_phone
+
 
 class ContactError(ValueError):
     """Not a number or SIP address that can be rung; the message is Chinese, with the reason."""
@@ -39,7 +41,6 @@ def check_contact(contact: str) -> str:
         if problem:
             raise ContactError(f"SIP 地址无效 {text!r}：{problem}")
         return text
-    from core.desk import PHONE_PATTERN, normalise_phone  # on use: desk imports settings, which checks contacts
     number = normalise_phone(text)
     if not PHONE_PATTERN.match(number):
         raise ContactError(f"电话号码或 SIP 地址无效 {text!r}：号码应为 3-20 位数字（或以 sip: 开头的地址）")
@@ -95,5 +96,4 @@ def _is_ipv4(host: str) -> bool:
 
 def is_phone_number(text: str) -> bool:
     """A number that can be called back (not a SIP address): the desk's phone rule."""
-    from core.desk import PHONE_PATTERN, normalise_phone  # on use, as in check_contact
     return bool(text) and bool(PHONE_PATTERN.match(normalise_phone(text)))

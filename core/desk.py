@@ -6,7 +6,6 @@ every change to a ticket leaves an event and keeps its deadline in step.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -16,13 +15,14 @@ from sqlalchemy import false, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.base import Actor, NotFound, ValidationError, parse_time  # noqa: F401 (also desk.X for callers)
+from core.phones import PHONE_PATTERN, normalise_phone  # noqa: F401 (also desk.X for callers)
 from core.claims import Conflict, claim, hold  # noqa: F401 (Conflict: desk.Conflict for callers)
-from core.settings import Settings, SlaSettings
+from core.settings import Settings
 from core.store import Engineer, FeeItem, Resident, Ticket, TicketCounter, TicketEvent
 from core.tickets import (
     CATEGORY_NAMES,
     CLOSED,
-    RATINGS,
     Channel,
     Role,
     Status,
@@ -30,33 +30,10 @@ from core.tickets import (
     TransitionRequest,
     Urgency,
     current_due_at,
-    on_time,
     rule_for,
 )
 
-PHONE_PATTERN = re.compile(r"^\+?\d{3,20}$")
 NOTE_LIMIT = 2000  # characters of a note, a remark, a description
-
-
-class ValidationError(ValueError):
-    """Bad input, with a Chinese message per field."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
-
-
-class NotFound(LookupError):
-    pass
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: a logged-in user, or the hotline itself."""
-
-    name: str
-    role: Role
-    engineer_id: int | None = None
 
 
 HOTLINE = Actor("hotline", Role.FRONTDESK)
@@ -85,10 +62,6 @@ class NewTicket:
     is_vip: bool = False
     remarks: str = ""
     reported_at: datetime | None = None  # a phone draft: when the call came in
-
-
-def normalise_phone(raw: str) -> str:
-    return re.sub(r"[\s\-()（）]", "", raw or "")
 
 
 def parse_new_ticket(payload: Any, tz: ZoneInfo) -> NewTicket:
@@ -154,18 +127,6 @@ def _choice(payload: dict, key: str, enum_type, default, errors: dict[str, str],
     except ValueError:
         errors[key] = message
         return default
-
-
-def parse_time(value: Any, tz: ZoneInfo, key: str, errors: dict[str, str]) -> datetime | None:
-    """ISO 8601; a time without an offset is read in the site's time zone."""
-    if value in (None, ""):
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        errors[key] = "时间格式应为 ISO 8601，例如 2026-11-22T14:00+08:00"
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
 # --- numbers --------------------------------------------------------------------
@@ -235,11 +196,12 @@ def create_ticket(session: Session, new: NewTicket, actor: Actor, now: datetime,
     return ticket
 
 
-def transition(session: Session, ticket: Ticket, request: TransitionRequest, actor: Actor,
+def apply_move(session: Session, ticket: Ticket, request: TransitionRequest, actor: Actor,
                now: datetime, settings: Settings, seen_version: int | None = None) -> Ticket:
     """Move a ticket to another state if the rules allow it; refuse with a Chinese message if not.
-    A move to or from 完成 keeps the ticket's follow-up call in step (``core.followup``).
-    Only on the ticket as it was read (or as ``seen_version`` says the user saw it): else Conflict."""
+    Only on the ticket as it was read (or as ``seen_version`` says the user saw it): else Conflict.
+    The ticket alone: people and the call-out move tickets through ``core.moves.move_ticket``,
+    which also keeps the ticket's follow-up call in step."""
     claim(session, ticket, seen_version)
     current = Status(ticket.status)
     sla = settings.sla
@@ -291,10 +253,6 @@ def transition(session: Session, ticket: Ticket, request: TransitionRequest, act
     ticket.due_at = current_due_at(ticket, sla)
     record_event(ticket, actor, now, "transition", current, request.to,
             note=request.note, reason=request.reason, data=data or None)
-    if isinstance(settings, Settings):
-        from core import followup  # it moves tickets through this very function, so imported here
-
-        followup.after_transition(session, ticket, current, actor, now, settings)
     return ticket
 
 
@@ -433,34 +391,6 @@ def resident_by_phone(session: Session, phone: str) -> Resident | None:
 def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), tzinfo=tz)
     return start, start + timedelta(days=1)
-
-
-def ticket_report(session: Session, start: datetime, end: datetime, sla: SlaSettings) -> dict[str, Any]:
-    """The manager's figures for tickets reported in [start, end): counts and 零修及时率 etc."""
-    in_range = (Ticket.reported_at >= start) & (Ticket.reported_at < end)
-    by_status = dict(session.execute(
-        select(Ticket.status, func.count()).where(in_range).group_by(Ticket.status)).all())
-    by_category = dict(session.execute(
-        select(Ticket.category, func.count()).where(in_range).group_by(Ticket.category)).all())
-    by_urgency = dict(session.execute(
-        select(Ticket.urgency, func.count()).where(in_range).group_by(Ticket.urgency)).all())
-    completed = session.scalars(select(Ticket).where(in_range, Ticket.completed_at.is_not(None))).all()
-    on_time_count = sum(1 for t in completed if on_time(t, sla))
-    rated = [t.rating for t in completed if t.rating]
-    satisfied = sum(1 for r in rated if r in RATINGS[:2])
-    return {
-        "from": start.isoformat(), "to": end.isoformat(),
-        "total": sum(by_status.values()),
-        "by_status": by_status, "by_category": by_category, "by_urgency": by_urgency,
-        "completed": len(completed), "on_time": on_time_count,
-        "on_time_rate": _rate(on_time_count, len(completed)),
-        "followed_up": len(rated), "followup_rate": _rate(len(rated), len(completed)),
-        "satisfied": satisfied, "satisfaction_rate": _rate(satisfied, len(rated)),
-    }
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
 
 
 def daily_report(session: Session, day: date, settings: Settings) -> list[Ticket]:

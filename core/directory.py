@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from core.contacts import ContactError, check_contact, is_sip_address
-from core.desk import PHONE_PATTERN, normalise_phone
+from core.phones import PHONE_PATTERN, normalise_phone
 from core.store import Engineer, Resident
 
 RESIDENT_COLUMNS = ("phone", "name", "building", "unit", "room")

@@ -5,7 +5,7 @@ The survey call (``callcenter/ivr/flows/survey.py``) hands its result back as ``
 A follow-up is a row of its own (``core.store.FollowUp``) and every step is one short
 transaction, so several processes may dial and a crash loses nothing::
 
-    schedule_for(...)        the ticket became 完成 (core.desk.transition calls it), or the desk asked
+    schedule_for(...)        the ticket became 完成 (core.moves.move_ticket calls it), or the desk asked
     due_followups(...)       the scheduler's tick (core.jobs): ids due now, inside calling hours
     claim(...)               scheduled -> calling, before dialling (commit it, then dial); None: not ours
     record_answers(...)      the resident answered: the ticket moves on (see below)
@@ -26,7 +26,7 @@ its claim, as one failed attempt: it is retried like any unanswered call, never 
 at once, and the attempt is not counted again.
 
 No lost updates: a follow-up's status changes only if it is still what was read (``_hold``), and
-the ticket moves through ``core.desk`` (``core.claims``): a result that arrives while a clerk
+the ticket moves through ``core.desk.apply_move`` (``core.claims``): a result that arrives while a clerk
 records the 回访 or a 返修 by hand is noted on the ticket and changes nothing else.
 """
 
@@ -42,10 +42,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import alerts, desk
+from core.base import Actor, NotFound, ValidationError
 from core.calling_hours import CallingHours
 from core.claims import Conflict
-from core.desk import FOLLOWUP, Actor, NotFound, ValidationError, normalise_phone
+from core.desk import FOLLOWUP
 from core.outcomes import CallOutcome
+from core.phones import normalise_phone
 from core.settings import Settings
 from core.store import CallRecord, FollowUp, FollowUpOptOut, Ticket
 from core.tickets import RATINGS, STATUS_NAMES, Status, TransitionError, TransitionRequest, Urgency
@@ -182,7 +184,7 @@ def schedule_for(session: Session, ticket: Ticket, now: datetime, settings: Sett
 
 def after_transition(session: Session, ticket: Ticket, before: Status, actor: Actor, now: datetime,
                      settings: Settings) -> None:
-    """Keep a ticket's follow-up in step with its moves (core.desk.transition calls this after each):
+    """Keep a ticket's follow-up in step with its moves (core.moves.move_ticket calls this after each):
     完成 schedules one; a 回访 by hand is recorded as this completion's follow-up; a 返修 by hand
     withdraws the call nobody needs any more."""
     if actor == FOLLOWUP:
@@ -404,7 +406,7 @@ def _followed_up(session: Session, followup: FollowUp, now: datetime, settings: 
         if ticket.status != Status.COMPLETED:
             break
         try:
-            desk.transition(session, ticket, TransitionRequest(Status.FOLLOWED_UP, rating=followup.rating,
+            desk.apply_move(session, ticket, TransitionRequest(Status.FOLLOWED_UP, rating=followup.rating,
                                                                note=summary), FOLLOWUP, now, settings)
             return
         except Conflict:  # changed a moment ago (claim re-read it): look again
@@ -424,7 +426,7 @@ def _rework_and_alert(session: Session, followup: FollowUp, now: datetime, setti
             outcome = f"维修单已是「{STATUS_NAMES[Status(ticket.status)]}」，请主管确认是否需要返修"
             break
         try:
-            desk.transition(session, ticket, TransitionRequest(
+            desk.apply_move(session, ticket, TransitionRequest(
                 Status.DISPATCHED, engineer_id=ticket.engineer_id, reason=reason, note=followup.comment),
                 FOLLOWUP, now, settings)
             outcome = f"已返修，派给 {ticket.engineer.name}"

@@ -33,10 +33,11 @@ from sqlalchemy.engine import Engine
 
 from core import followup, nodes
 from core.daily_list import keep_daily_list, last_cutoff_day
+from core.db import make_session_factory, utcnow
 from core.lease import Lease
 from core.recordings import delete_old_recordings
 from core.settings import Settings
-from core.store import make_session_factory, scheduler_jobs, utcnow
+from core.store import scheduler_jobs
 
 log = logging.getLogger(__name__)
 

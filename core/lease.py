@@ -23,8 +23,8 @@ from sqlalchemy import case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.store import Lease as LeaseRow
-from core.store import utcnow
+from core.db import utcnow
+from core.node_store import Lease as LeaseRow
 
 log = logging.getLogger(__name__)
 SAFETY_SECONDS = 2.0

@@ -36,7 +36,7 @@ def alembic_config(engine: Engine, connection=None) -> Config:
 
 def open_database(url: str) -> Engine:
     """The engine on an up-to-date schema: a first start creates the database by itself."""
-    from core.store import make_engine
+    from core.db import make_engine
 
     engine = make_engine(url)
     upgrade(engine)

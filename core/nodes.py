@@ -30,9 +30,11 @@ from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core import desk
+from core.db import utcnow
+from core.node_store import NodeRun
 from core.outcomes import CallOutcome
 from core.settings import ClusterSettings
-from core.store import CallRecord, NodeRun, Ticket, utcnow
+from core.store import CallRecord, Ticket
 
 log = logging.getLogger(__name__)
 LOST = CallOutcome.NODE_LOST

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import dispatch
+from core.base import Actor, NotFound
 from core.contacts import is_valid_contact
-from core.desk import Actor, NotFound
 from core.roster import (
     Gap,
     Link,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
+from core.base import WindowError, parse_windows
 from core.contacts import ContactError, check_contact
 
 ENV_PREFIX = "CALLCENTER_"
@@ -121,22 +122,12 @@ def _contact(name: str, value: str) -> None:
         raise SettingsError(f"{name}: {error}") from None
 
 
-def time_windows(name: str, spans: tuple[str, ...] | list[str]) -> tuple[tuple[time, time], ...]:
-    """Daily windows such as ``"09:00-12:00"`` (or ``"8:30-17:30"``) as (start, end) pairs, earliest
-    first; a SettingsError naming setting ``name`` and the bad entry otherwise. A window may not run
-    over midnight (for calling hours that would mean calling at night)."""
-    windows = []
-    for span in spans:
-        clock = r"(\d{1,2}:\d{2}(?::\d{2})?)"
-        match = re.fullmatch(rf"\s*{clock}\s*-\s*{clock}\s*", span) if isinstance(span, str) else None
-        try:
-            start, end = (time.fromisoformat("0" + part if part.index(":") == 1 else part) for part in match.groups())
-        except (AttributeError, ValueError):
-            start = end = None
-        if start is None or end <= start:
-            raise SettingsError(f"{name} 应为「HH:MM-HH:MM」且结束晚于开始 / expected e.g. 09:00-12:00: {span!r}")
-        windows.append((start, end))
-    return tuple(sorted(windows))
+def _windows(name: str, spans: tuple[str, ...]) -> tuple[tuple[time, time], ...]:
+    """Clock-time windows (core.base.parse_windows), refused with the setting's name if unreadable."""
+    try:
+        return parse_windows(spans)
+    except WindowError as error:
+        raise SettingsError(f"{name} {error}") from None
 
 
 @dataclass(frozen=True)
@@ -154,7 +145,7 @@ class HotlineSettings:
 
     def desk_windows(self) -> tuple[tuple[time, time], ...]:
         """When the front desk is staffed, as (start, end) pairs in the site's time (none: never)."""
-        return time_windows("hotline.desk_hours", self.desk_hours)
+        return _windows("hotline.desk_hours", self.desk_hours) if self.desk_hours else ()
 
 
 @dataclass(frozen=True)
@@ -214,10 +205,7 @@ class FollowupSettings:
 
     def windows(self) -> tuple[tuple[time, time], ...]:
         """The calling hours as (start, end) pairs in the site's time, earliest first."""
-        windows = time_windows("followup.calling_hours", self.calling_hours)
-        if not windows:
-            raise SettingsError("followup.calling_hours 至少需要一个时段 / needs at least one window")
-        return windows
+        return _windows("followup.calling_hours", self.calling_hours)
 
     def rest_weekdays(self) -> frozenset[int]:
         return frozenset(int(day) for day in self._rest_days() if isinstance(day, int))

@@ -1,20 +1,17 @@
-"""Storage: SQLAlchemy 2 models and the engine (SQLite by default, PostgreSQL by URL).
+"""Storage: the SQLAlchemy 2 models (the base, the engine and sessions: ``core.db``).
 
-Times are stored in UTC and come back timezone-aware; pages convert to Asia/Shanghai.
+Times are stored in UTC and come back timezone-aware; pages show them in the site's time zone.
 The schema is changed only through Alembic migrations in ``core/migrations``.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
-from pathlib import Path
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -23,46 +20,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
     Unicode,
     UniqueConstraint,
-    create_engine,
-    event,
 )
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+# The base, the engine and the models kept in their own modules stay reachable as store.X for callers.
+from core.db import Base, UtcDateTime, make_engine, make_session_factory, normalise_url, utcnow  # noqa: F401
+from core.node_store import Lease, LiveChange, NodeRun  # noqa: F401
 from core.tickets import Channel, Role, Status, Urgency
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class UtcDateTime(TypeDecorator):
-    """Aware datetimes in, aware UTC datetimes out, on SQLite (no time zones) as on PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; use an aware one")
-        value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class Ticket(Base):
@@ -435,49 +401,6 @@ class OutboxAlert(Base):
     __table_args__ = (Index("ix_alert_outbox_due", "state", "next_attempt_at"),)
 
 
-# --- several nodes on one database (core.nodes, core.lease, core.changes) ------------------------
-
-
-class NodeRun(Base):
-    """One run of a node (a ``callcenter serve`` process, from its start to its stop): its heartbeat
-    tells the other nodes it is alive."""
-
-    __tablename__ = "node_runs"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    node: Mapped[str] = mapped_column(String(64), index=True)  # settings.node_name
-    host: Mapped[str] = mapped_column(String(64), default="")
-    pid: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime]
-    seen_at: Mapped[datetime] = mapped_column(index=True)  # the last heartbeat
-    stopped_at: Mapped[datetime | None]  # a clean stop
-
-
-class Lease(Base):
-    """A job only one node may do at a time (the scheduler): held by ``holder`` until ``expires_at``
-    unless renewed; after that any node may take it."""
-
-    __tablename__ = "leases"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(128), default="")
-    acquired_at: Mapped[datetime | None]
-    expires_at: Mapped[datetime]
-
-
-class LiveChange(Base):
-    """What changed, for the consoles of every node, written by database triggers (core.changes) on
-    SQLite, where writers take turns, so ids arrive in commit order. PostgreSQL's triggers NOTIFY
-    instead and leave this table empty."""
-
-    __tablename__ = "live_changes"
-    __table_args__ = {"sqlite_autoincrement": True}  # an id is never handed out twice, even after a purge
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    ticket_id: Mapped[int | None] = mapped_column(Integer)
-    call_id: Mapped[int | None] = mapped_column(Integer)
-
-
 # APScheduler 3's persistent job store (core.jobs) with APScheduler's own columns: declared here so
 # that the migrations create it and the schema check knows it.
 scheduler_jobs = Table(
@@ -486,44 +409,3 @@ scheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
-
-
-# --- engine and sessions ---------------------------------------------------------
-
-
-def normalise_url(url: str) -> str:
-    """Plain ``postgresql://`` URLs use psycopg 3, the driver we ship."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
-def make_engine(url: str) -> Engine:
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # WAL lets the web console read while an IVR call writes; SQLite needs foreign keys asked for.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def make_session_factory(engine: Engine) -> sessionmaker:
-    return sessionmaker(engine, expire_on_commit=False)
-
-
-# Tables kept in their own modules, on this Base: imported here so that the migrations, the schema
-# check and every create_all see them.
-from core import callback_list  # noqa: E402,F401

@@ -9,12 +9,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from core.base import Role  # noqa: F401 (who acts is shared: core.base; tickets.Role for callers)
 from core.settings import SlaSettings
-
-if TYPE_CHECKING:
-    from core.store import Ticket
 
 
 class Status(enum.StrEnum):
@@ -92,13 +90,6 @@ class Channel(enum.StrEnum):
 
 
 CHANNEL_NAMES = {Channel.PHONE: "电话", Channel.DESK: "前台", Channel.WEB: "网页"}
-
-
-class Role(enum.StrEnum):
-    FRONTDESK = "frontdesk"
-    ENGINEER = "engineer"
-    MANAGER = "manager"
-    ADMIN = "admin"
 
 
 ROLE_NAMES = {Role.FRONTDESK: "前台", Role.ENGINEER: "维修人员", Role.MANAGER: "主管", Role.ADMIN: "管理员"}
@@ -229,6 +220,48 @@ def allowed_moves(current: Status, role: Role) -> list[tuple[Status, Rule]]:
 # --- SLA deadlines (docs/process.md "Time limits") ---------------------------------
 
 
+class TicketTimes(Protocol):
+    """What the deadlines need to know of a ticket (``core.store.Ticket`` has it): typed against
+    this shape so that these rules need no database model, and the model can import the rules.
+    Read-only: the rules never change a ticket."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def urgency(self) -> str: ...
+
+    @property
+    def area(self) -> str: ...
+
+    @property
+    def is_paid(self) -> bool: ...
+
+    @property
+    def reported_at(self) -> datetime: ...
+
+    @property
+    def status_changed_at(self) -> datetime: ...
+
+    @property
+    def appointment_start(self) -> datetime | None: ...
+
+    @property
+    def accepted_at(self) -> datetime | None: ...
+
+    @property
+    def arrived_at(self) -> datetime | None: ...
+
+    @property
+    def completed_at(self) -> datetime | None: ...
+
+    @property
+    def postponed_until(self) -> datetime | None: ...
+
+
 @dataclass(frozen=True)
 class Deadlines:
     review_due_at: datetime | None  # a phone draft must be reviewed (recorded) by then
@@ -237,7 +270,7 @@ class Deadlines:
     completion_due_at: datetime
 
 
-def deadlines(ticket: Ticket, sla: SlaSettings) -> Deadlines:
+def deadlines(ticket: TicketTimes, sla: SlaSettings) -> Deadlines:
     """The SLA deadlines of a ticket, from when it was reported and what kind it is."""
     reported = ticket.reported_at
     minutes = lambda n: timedelta(minutes=n)  # noqa: E731 - reads better below
@@ -264,7 +297,7 @@ def deadlines(ticket: Ticket, sla: SlaSettings) -> Deadlines:
     return Deadlines(review, dispatch, arrival, start + hours(window))
 
 
-def current_due_at(ticket: Ticket, sla: SlaSettings) -> datetime | None:
+def current_due_at(ticket: TicketTimes, sla: SlaSettings) -> datetime | None:
     """The next deadline the ticket has to meet in its present state (None when none runs)."""
     due = deadlines(ticket, sla)
     status = Status(ticket.status)
@@ -283,7 +316,7 @@ def current_due_at(ticket: Ticket, sla: SlaSettings) -> datetime | None:
     return None
 
 
-def on_time(ticket: Ticket, sla: SlaSettings) -> bool | None:
+def on_time(ticket: TicketTimes, sla: SlaSettings) -> bool | None:
     """零修及时: arrived and completed within their limits (None until completed)."""
     if ticket.completed_at is None:
         return None

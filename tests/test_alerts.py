@@ -19,7 +19,8 @@ from sqlalchemy import select
 
 from callcenter.alert_sender import AlertSender, dingtalk_sign, shown_url, signed_url
 from core import alerts, callouts, desk, followup, roster_store
-from core.desk import Actor, NewTicket
+from core.base import Actor
+from core.desk import NewTicket
 from core.dispatch import Action, Outcome
 from core.followup import SurveyAnswers
 from core.settings import AlertSettings, SettingsError, load_settings

@@ -159,3 +159,14 @@ async def test_the_months_figures_as_csv_for_excel(api, month_of_followups):
     assert table[1] == ["合计", "2026-11", "4", "2", "50.0%", "1", "50.0%", "1", "25.0%"]
     assert ["维修人员", "李工", "2", "0", "0.0%", "0", "", "0", "0.0%"] in table
     assert ["类别", "给排水", "2", "2", "100.0%", "1", "50.0%", "1", "50.0%"] in table
+
+
+async def test_the_dashboard_shows_the_same_satisfaction_as_the_months_report(api, month_of_followups):
+    """满意率 has one definition (core.reports): the dashboard over the month gives the month's figure,
+    not a second one computed from the tickets' last rating (the unhappy 返修 would vanish there)."""
+    boss = await api("boss")
+    month = await (await boss.get("/api/reports/followups?month=2026-11")).json()
+    dashboard = await (await boss.get("/api/reports/tickets?from=2026-11-01&to=2026-11-30")).json()
+    assert (dashboard["satisfaction_rate"], dashboard["satisfied"], dashboard["followed_up"]) == (
+        month["满意率"], month["满意数"], month["回访数"]) == (0.5, 1, 2)
+    assert (dashboard["followup_rate"], dashboard["visits"]) == (month["回访率"], month["完成数"]) == (0.5, 4)

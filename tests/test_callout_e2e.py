@@ -35,7 +35,8 @@ from sqlalchemy import select
 from callcenter.app import Voice, build_voice
 from callcenter.sip import uri as sip_uri
 from core import callouts, desk, migrate, roster_store
-from core.desk import Actor, NewTicket
+from core.base import Actor
+from core.desk import NewTicket
 from core.dispatch import ANSWERED_CALL_SECONDS
 from core.settings import DatabaseSettings, load_settings
 from core.store import (CallOut, CallOutAttempt, CallRecord, Engineer, Resident, Ticket, TicketEvent, make_engine,

@@ -6,8 +6,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from core import desk, directory
-from core.desk import HOTLINE, Actor, NewTicket, TicketFilter
+from core import desk, directory, moves, reports
+from core.base import Actor, ValidationError
+from core.desk import HOTLINE, NewTicket, TicketFilter
 from core.store import Engineer, FeeItem, TicketEvent
 from core.tickets import Channel, Role, Status, TransitionError, TransitionRequest, Urgency
 
@@ -55,7 +56,7 @@ def test_a_ticket_walks_its_whole_life_and_every_step_is_an_event(sessions, sett
     with sessions() as session, session.begin():
         ticket = desk.create_ticket(session, new(), CLERK, now, settings)
         for minutes, (actor, step) in enumerate(steps, start=1):
-            desk.transition(session, ticket, step, actor, now + timedelta(minutes=minutes * 10), settings)
+            moves.move_ticket(session, ticket, step, actor, now + timedelta(minutes=minutes * 10), settings)
         ticket_id = ticket.id
     with sessions() as session:
         ticket = desk.get_ticket(session, ticket_id)
@@ -80,15 +81,15 @@ def test_engineers_act_only_on_their_own_tickets_and_reassignment_needs_another(
     now = at(2026, 11, 22, 9, 0)
     with sessions() as session, session.begin():
         ticket = desk.create_ticket(session, new(), CLERK, now, settings)
-        desk.transition(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineers["张工"]),
+        moves.move_ticket(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineers["张工"]),
                         CLERK, now, settings)
         stranger = Actor("li", Role.ENGINEER, engineers["李工"])
         with pytest.raises(TransitionError, match="只能处理派给自己的维修单"):
-            desk.transition(session, ticket, TransitionRequest(Status.ACCEPTED), stranger, now, settings)
+            moves.move_ticket(session, ticket, TransitionRequest(Status.ACCEPTED), stranger, now, settings)
         with pytest.raises(TransitionError, match="另一位维修人员"):
-            desk.transition(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineers["张工"],
+            moves.move_ticket(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineers["张工"],
                                                                reason="换人"), CLERK, now, settings)
-        desk.transition(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineers["李工"],
+        moves.move_ticket(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineers["李工"],
                                                            reason="张工请假"), CLERK, now, settings)
         assert ticket.engineer_id == engineers["李工"]
         assert ticket.events[-1].data["engineer"]["previous_id"] == engineers["张工"]
@@ -97,7 +98,7 @@ def test_engineers_act_only_on_their_own_tickets_and_reassignment_needs_another(
 def test_cancelling_records_the_reason_from_the_fixed_list(sessions, settings):
     with sessions() as session, session.begin():
         ticket = desk.create_ticket(session, new(), CLERK, at(2026, 11, 22, 9, 0), settings)
-        desk.transition(session, ticket, TransitionRequest(Status.CANCELLED, reason="self_fixed", note="住户自己修好了"),
+        moves.move_ticket(session, ticket, TransitionRequest(Status.CANCELLED, reason="self_fixed", note="住户自己修好了"),
                         CLERK, at(2026, 11, 22, 9, 5), settings)
         assert (ticket.status, ticket.cancel_reason, ticket.due_at) == (Status.CANCELLED, "self_fixed", None)
         assert ticket.events[-1].note == "住户自己修好了"
@@ -115,7 +116,7 @@ def test_hotline_tickets_start_as_drafts_and_corrections_are_events(sessions, se
         assert change.kind == "edit"
         assert change.data["changes"]["room"] == {"from": "", "to": "1102"}
         assert change.data["changes"]["urgency"] == {"from": "normal", "to": "emergency"}
-        with pytest.raises(desk.ValidationError):
+        with pytest.raises(ValidationError):
             desk.edit_ticket(session, draft, {"number": "1"}, CLERK, at(2026, 11, 22, 8, 0), settings)
 
 
@@ -176,11 +177,11 @@ def test_report_counts_states_and_the_on_time_rate(sessions, settings, engineers
                                   (2, TransitionRequest(Status.ACCEPTED)),
                                   (45 if late else 20, TransitionRequest(Status.ON_SITE)),
                                   (90, TransitionRequest(Status.COMPLETED, actual_item="修好了"))):
-                desk.transition(session, t, step, CLERK, at(2026, 11, 5, 9, 0) + timedelta(minutes=minutes), settings)
+                moves.move_ticket(session, t, step, CLERK, at(2026, 11, 5, 9, 0) + timedelta(minutes=minutes), settings)
         desk.create_ticket(session, new(category="electrical"), CLERK, at(2026, 11, 6, 9, 0), settings)
         desk.create_ticket(session, new(), CLERK, at(2026, 12, 1, 9, 0), settings)  # outside the range
     with sessions() as session:
-        report = desk.ticket_report(session, start, at(2026, 12, 1, 0, 0), settings.sla)
+        report = reports.ticket_report(session, start, at(2026, 12, 1, 0, 0), settings.sla)
     assert report["total"] == 3
     assert report["by_status"] == {"completed": 2, "received": 1}
     assert report["by_category"] == {"other": 2, "electrical": 1}
@@ -191,7 +192,7 @@ def test_the_17_00_list_has_everything_open_reported_by_the_cutoff(sessions, set
     with sessions() as session, session.begin():
         morning = desk.create_ticket(session, new(), CLERK, at(2026, 11, 22, 9, 0), settings)
         done = desk.create_ticket(session, new(), CLERK, at(2026, 11, 22, 9, 30), settings)
-        desk.transition(session, done, TransitionRequest(Status.CANCELLED, reason="duplicate"), CLERK,
+        moves.move_ticket(session, done, TransitionRequest(Status.CANCELLED, reason="duplicate"), CLERK,
                         at(2026, 11, 22, 9, 31), settings)
         yesterday = desk.create_ticket(session, new(), CLERK, at(2026, 11, 21, 15, 0), settings)
         desk.create_ticket(session, new(), CLERK, at(2026, 11, 22, 17, 1), settings)  # after the cut-off

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROCESS = ROOT / "docs" / "process.md"
 
 # Directories that are not the repository's own files: git's, virtual environments, caches, builds.
-NOT_OURS = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "var", ".hypothesis"}
+NOT_OURS = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", "build", "var"}
 # A path into the development machine's shared folder or an absolute path on it. Written with a
 # character class so that this file does not match itself.
 OUTSIDE = re.compile(r"(?<![\w.-])share[d]/|(?<![\w.])/wor[k]/")

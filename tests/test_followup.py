@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from core import desk, followup
+from core import desk, followup, moves
 from core.calling_hours import CallingHours
-from core.desk import Actor
+from core.base import Actor, ValidationError
 from core.followup import FollowUpError, SurveyAnswers, Verdict, due_time, next_retry, verdict
 from core.followup_report import FollowupFilter, find_followups
 from core.settings import FollowupSettings, load_settings
@@ -155,7 +155,7 @@ def test_a_satisfied_resident_moves_the_ticket_to_followed_up_ready_to_archive(s
     with sessions() as session, session.begin():
         ticket = desk.get_ticket(session, ticket_id)
         assert ticket.rating == "满意"
-        desk.transition(session, ticket, TransitionRequest(Status.ARCHIVED), CLERK, at(24, 11), settings)
+        moves.move_ticket(session, ticket, TransitionRequest(Status.ARCHIVED), CLERK, at(24, 11), settings)
     with sessions() as session, session.begin(), pytest.raises(FollowUpError, match="已经记录过"):
         followup.record_answers(session, followup_id, SurveyAnswers(rating="满意"), None, at(24, 11), settings)
 
@@ -207,7 +207,7 @@ def test_nobody_answers_retries_inside_calling_hours_then_fails_for_a_clerk(sess
     with sessions() as session:
         assert [f.id for f in find_followups(session, FollowupFilter(needs_person=True))] == [followup_id]
     with sessions() as session, session.begin():  # the clerk calls by hand: it is a 回访 all the same
-        desk.transition(session, desk.get_ticket(session, ticket_id),
+        moves.move_ticket(session, desk.get_ticket(session, ticket_id),
                         TransitionRequest(Status.FOLLOWED_UP, rating="基本满意"), CLERK, at(25, 9), settings)
     by_hand = the_followup(sessions, ticket_id)
     assert (by_hand.id, by_hand.status, by_hand.rating, by_hand.recorded_by) == (followup_id, "done", "基本满意", "desk1")
@@ -302,7 +302,7 @@ def test_a_time_agreed_with_the_resident_must_be_in_the_future_and_inside_callin
     with sessions() as session, session.begin():
         ticket = desk.get_ticket(session, ticket_id)
         for when, message in ((at(23, 9), "不能早于现在"), (at(24, 12, 30), "回访时段")):
-            with pytest.raises(desk.ValidationError, match=message):
+            with pytest.raises(ValidationError, match=message):
                 followup.schedule_for(session, ticket, at(23, 11), settings, at=when)
         moved = followup.schedule_for(session, ticket, at(23, 11), settings, at=at(24, 15))
         assert (moved.due_at, moved.resident_agreed) == (at(24, 15), True)
@@ -311,7 +311,7 @@ def test_a_time_agreed_with_the_resident_must_be_in_the_future_and_inside_callin
 def test_a_rework_by_hand_withdraws_the_call_and_a_new_completion_schedules_another(sessions, settings, engineer):
     ticket_id = completed_ticket(sessions, settings, engineer, at(23, 10))
     with sessions() as session, session.begin():  # the resident rang the hotline: still leaking
-        desk.transition(session, desk.get_ticket(session, ticket_id), TransitionRequest(
+        moves.move_ticket(session, desk.get_ticket(session, ticket_id), TransitionRequest(
             Status.DISPATCHED, engineer_id=engineer, reason="住户来电：仍漏水"), CLERK, at(23, 15), settings)
     with sessions() as session:
         assert session.scalars(select(FollowUp)).all() == []
@@ -319,7 +319,7 @@ def test_a_rework_by_hand_withdraws_the_call_and_a_new_completion_schedules_anot
     with sessions() as session, session.begin():
         ticket = desk.get_ticket(session, ticket_id)
         for step in (Status.ACCEPTED, Status.ON_SITE):
-            desk.transition(session, ticket, TransitionRequest(step), fixer, at(23, 16), settings)
-        desk.transition(session, ticket, TransitionRequest(Status.COMPLETED, actual_item="更换水管"), fixer,
+            moves.move_ticket(session, ticket, TransitionRequest(step), fixer, at(23, 16), settings)
+        moves.move_ticket(session, ticket, TransitionRequest(Status.COMPLETED, actual_item="更换水管"), fixer,
                         at(23, 17), settings)
     assert the_followup(sessions, ticket_id).due_at == at(24, 17)

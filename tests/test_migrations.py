@@ -5,7 +5,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from core import migrate
-from core.store import Base, make_engine
+from core.models import Base
+from core.store import make_engine
 
 
 def test_upgrade_from_empty_matches_the_models(db_url):

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from core import roster_store
-from core.desk import Actor
+from core.base import Actor
 from core.roster import (
     Gap,
     Link,

@@ -7,9 +7,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from core import callouts, desk, roster_store
+from core import callouts, desk, moves, roster_store
+from core.base import Actor
 from core.callouts import CallOutError
-from core.desk import Actor, NewTicket
+from core.desk import NewTicket
 from core.dispatch import (
     ANSWERED_CALL_SECONDS,
     LAST_RESORT_ROUND,
@@ -315,7 +316,7 @@ def test_a_ticket_taken_another_way_stops_the_ringing(sessions, site):
     with sessions() as session, session.begin():
         ticket = desk.get_ticket(session, ticket_id)
         for step in (TransitionRequest(Status.DISPATCHED, engineer_id=people["李工"]), TransitionRequest(Status.ACCEPTED)):
-            desk.transition(session, ticket, step, CLERK, START, settings)
+            moves.move_ticket(session, ticket, step, CLERK, START, settings)
     with sessions() as session, session.begin():
         callout = callouts.record_outcome(session, ringing.attempt_id, Outcome.ACCEPTED, 9, START, settings)
         assert callout.state == "stopped"
@@ -330,7 +331,7 @@ def test_a_ticket_dispatched_to_someone_else_goes_to_whoever_accepts(sessions, s
     ticket_id = phone_emergency(sessions, settings, channel=Channel.DESK)
     with sessions() as session, session.begin():
         ticket = desk.get_ticket(session, ticket_id)
-        desk.transition(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=people["王主管"]),
+        moves.move_ticket(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=people["王主管"]),
                         CLERK, START, settings)
     callout_id = start(sessions, settings, ticket_id)
     ring_next(sessions, settings, callout_id, START, Outcome.ACCEPTED, 6)

@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from core import callouts, desk, followup, roster_store
+from core import callouts, desk, followup, moves, roster_store
+from core.base import Actor
 from core.claims import Conflict
-from core.desk import HOTLINE, Actor, NewTicket
+from core.desk import HOTLINE, NewTicket
 from core.dispatch import Outcome
 from core.intake import DraftFacts, PhoneDrafts
 from core.settings import CalloutSettings
@@ -50,7 +51,7 @@ def dispatched_ticket(sessions, settings, engineer_id) -> int:
         ticket = desk.create_ticket(session, NewTicket(description="厨房水管爆了", building="3", unit="2", room="1101",
                                                        category="plumbing", urgency=Urgency.EMERGENCY), CLERK, NOW,
                                     settings)
-        desk.transition(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineer_id), CLERK, NOW,
+        moves.move_ticket(session, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineer_id), CLERK, NOW,
                         settings)
         return ticket.id
 
@@ -69,11 +70,11 @@ def test_a_cancel_and_an_acceptance_read_together_only_one_wins(sessions, site):
         desk_side.begin(), engineer_side.begin()
         for_desk, for_engineer = desk_side.get(Ticket, ticket_id), engineer_side.get(Ticket, ticket_id)
         assert for_desk.status == for_engineer.status == Status.DISPATCHED  # both read it waiting
-        desk.transition(desk_side, for_desk, TransitionRequest(Status.CANCELLED, reason="duplicate"), CLERK, NOW,
+        moves.move_ticket(desk_side, for_desk, TransitionRequest(Status.CANCELLED, reason="duplicate"), CLERK, NOW,
                         settings)
         desk_side.commit()
         with pytest.raises(Conflict) as refused:
-            desk.transition(engineer_side, for_engineer, TransitionRequest(Status.ACCEPTED), zhang,
+            moves.move_ticket(engineer_side, for_engineer, TransitionRequest(Status.ACCEPTED), zhang,
                             NOW + timedelta(seconds=1), settings)
         engineer_side.rollback()
     assert refused.value.status == Status.CANCELLED and refused.value.last_change["actor"] == "desk1"
@@ -90,11 +91,11 @@ def test_the_other_order_the_desk_loses_to_the_engineer(sessions, site):
     with sessions() as desk_side, sessions() as engineer_side:
         desk_side.begin(), engineer_side.begin()
         for_desk, for_engineer = desk_side.get(Ticket, ticket_id), engineer_side.get(Ticket, ticket_id)
-        desk.transition(engineer_side, for_engineer, TransitionRequest(Status.ACCEPTED), zhang, NOW, settings)
+        moves.move_ticket(engineer_side, for_engineer, TransitionRequest(Status.ACCEPTED), zhang, NOW, settings)
         engineer_side.commit()
         # 改派 from 接单 is allowed too, so only the version tells the desk it moved on meanwhile.
         with pytest.raises(Conflict):
-            desk.transition(desk_side, for_desk, TransitionRequest(
+            moves.move_ticket(desk_side, for_desk, TransitionRequest(
                 Status.DISPATCHED, engineer_id=people["李工"], reason="就近"), CLERK, NOW, settings)
     status, _, events = state(sessions, ticket_id)
     assert status == Status.ACCEPTED and events[-1] == ("transition", "zhang", "accepted")
@@ -160,7 +161,7 @@ def test_the_desk_cancels_the_ticket_while_the_engineer_presses_1(sessions, site
         phone_side.get(CallOut, callout_id), phone_side.get(CallOutAttempt, attempt_id)
         assert phone_side.get(Ticket, ticket_id).status == Status.DRAFT
         ticket = desk_side.get(Ticket, ticket_id)
-        desk.transition(desk_side, ticket, TransitionRequest(Status.CANCELLED, reason="duplicate"), CLERK, NOW, settings)
+        moves.move_ticket(desk_side, ticket, TransitionRequest(Status.CANCELLED, reason="duplicate"), CLERK, NOW, settings)
         desk_side.commit()
         callout = callouts.record_outcome(phone_side, attempt_id, Outcome.ACCEPTED, 6.0, NOW + timedelta(seconds=6),
                                           settings)
@@ -182,7 +183,7 @@ def test_a_follow_up_result_after_the_desk_reopened_the_ticket_changes_nothing_b
         desk_side.begin(), call_side.begin()
         call_side.get(FollowUp, followup_id), call_side.get(Ticket, ticket_id)  # read: 完成, calling
         ticket = desk_side.get(Ticket, ticket_id)
-        desk.transition(desk_side, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineer, reason="还在漏"),
+        moves.move_ticket(desk_side, ticket, TransitionRequest(Status.DISPATCHED, engineer_id=engineer, reason="还在漏"),
                         CLERK, call_at, settings)
         desk_side.commit()
         followup.record_answers(call_side, followup_id, followup.SurveyAnswers(resolved=True, rating="满意"), None,

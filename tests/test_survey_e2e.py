@@ -35,9 +35,10 @@ from callcenter.ivr.followup_dialler import (RING_SECONDS, FollowupServices, Sur
                                              repair_facts, survey_call)
 from callcenter.ivr.lines import Line, LineConfig
 from callcenter.ivr.prompts import Prompts
-from core import desk, followup, migrate
+from core import desk, followup, migrate, moves
 from core.calls import CallLog
-from core.desk import Actor, NewTicket
+from core.base import Actor
+from core.desk import NewTicket
 from core.followup import SurveyAnswers
 from core.settings import DatabaseSettings, load_settings
 from core.store import CallRecord, Engineer, FollowUp, Ticket, TicketEvent, make_engine, make_session_factory
@@ -211,7 +212,7 @@ def completed_repair(sessions, settings) -> tuple[int, int]:
                  (fixer, TransitionRequest(Status.COMPLETED, actual_item="更换水龙头阀芯", labour_fee=20,
                                            customer_confirmed=True))]
         for minutes, (actor, step) in enumerate(steps, start=1):
-            desk.transition(session, ticket, step, actor, REPORTED + timedelta(minutes=30 * minutes), settings)
+            moves.move_ticket(session, ticket, step, actor, REPORTED + timedelta(minutes=30 * minutes), settings)
         return ticket.id, engineer.id
 
 

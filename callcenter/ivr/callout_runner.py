@@ -40,8 +40,8 @@ from callcenter.ivr.prompts import Prompts
 from core import log_context
 from core.callout_service import CallOutService
 from core.callouts import ACCEPTED, CallOutError, EmergencyReply
+from core.base import NotFound
 from core.calls import CallLog
-from core.desk import NotFound
 from core.dispatch import Action, Outcome, Step
 from core.outcomes import dial_failure
 from core.settings import Settings

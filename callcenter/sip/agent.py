@@ -27,14 +27,14 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable, Iterable, Sequence
 
 from callcenter.ivr.media import CODECS_BY_PAYLOAD_TYPE, Codec
+from callcenter.sip.dialing import dial
 from callcenter.sip.dialog import ALLOW, CallListener, Invitation, RefusedCall, SipCall
 from callcenter.sip.errors import SipError
 from callcenter.sip.guard import SUMMARY_SECONDS, Guard
+from callcenter.sip.line import LineStatus
 from callcenter.sip.message import USER_AGENT, SipMessage, build_response, new_tag
 from callcenter.sip.registration import Registration
 from callcenter.sip.rtp import PortPool
@@ -48,19 +48,6 @@ log = logging.getLogger("callcenter.sip")
 MAX_RETRY_INTERVAL = 30.0
 RETRY_AFTER_SECONDS = 5  # in a 503 the owner asked for: a full node may have a recogniser free by then
 WATCHDOG_SECONDS = 5.0
-
-
-@dataclass
-class LineStatus:
-    """``starting``; ``registered`` or ``registering`` (register mode); ``listening`` or ``down`` (trunk)."""
-
-    state: str = "starting"
-    error: str = ""
-    since: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-
-    @property
-    def up(self) -> bool:
-        return self.state in ("registered", "listening")
 
 
 class UserAgent:
@@ -368,5 +355,4 @@ class UserAgent:
              cancel: threading.Event | None = None) -> SipCall:
         """INVITE ``target`` (a number through the server, or a sip: URI) and return the call once
         answered; DialError with the SIP code otherwise (dialing.py)."""
-        from callcenter.sip.dialing import dial
         return dial(self, target, timeout, make_listener, cancel)

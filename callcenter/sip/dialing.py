@@ -12,23 +12,40 @@ import logging
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections import Counter
+from typing import Callable, Protocol, Sequence
 
+from callcenter.ivr.media import Codec
 from callcenter.sip.dialog import ALLOW, CallListener, CallState, SipCall
 from callcenter.sip.digest import answer_challenge
 from callcenter.sip.errors import DialError, SipError
+from callcenter.sip.line import Line, LineStatus
 from callcenter.sip.message import SipMessage, encode, new_branch, new_call_id
 from callcenter.sip.sdp import SdpError, parse_sdp, session_description
 from callcenter.sip.transaction import TRANSACTION_TIMEOUT, ClientTransaction
 from callcenter.sip.uri import Address, SipUri, resolve, user_of
 
-if TYPE_CHECKING:
-    from callcenter.sip.agent import UserAgent
-
 log = logging.getLogger("callcenter.sip")
 
 
-def dial(agent: UserAgent, target: str, timeout: float, make_listener: Callable[[SipCall], CallListener],
+class DialingLine(Line, Protocol):
+    """The user agent as its dialling uses it: this module is the outbound half of agent.py, so
+    it takes a call slot under the agent's own lock."""
+
+    user: str
+    server: Address | None
+    password: str | None
+    status: LineStatus
+    codecs: list[Codec]
+    max_calls: int
+    _lock: threading.Lock
+    _calls: dict[str, SipCall]
+    _peer_hosts: Counter[str]
+
+    def add_call(self, call: SipCall) -> None: ...
+
+
+def dial(agent: DialingLine, target: str, timeout: float, make_listener: Callable[[SipCall], CallListener],
          cancel: threading.Event | None = None) -> SipCall:
     """INVITE ``target`` and return the call once answered. DialError with the SIP code otherwise:
     the callee's refusal, 408 after ``timeout`` s of ringing, 487 once ``cancel`` is set (whoever
@@ -63,7 +80,7 @@ def dial(agent: UserAgent, target: str, timeout: float, make_listener: Callable[
         raise DialError(f"call {call.call_id}: dialing {uri} failed: {error}") from error
 
 
-def _target(agent: UserAgent, target: str) -> tuple[str, Address]:
+def _target(agent: DialingLine, target: str) -> tuple[str, Address]:
     """The Request-URI and where the INVITE goes: the line's server if it has one, else the URI's host."""
     target = target.strip()
     if not target or re.search(r"[\s<>\"\x00-\x1f]", target):  # it goes into our headers as it is
@@ -83,7 +100,7 @@ def _target(agent: UserAgent, target: str) -> tuple[str, Address]:
     return uri, destination
 
 
-def _invite(agent: UserAgent, call: SipCall, uri: str, destination: Address, timeout: float,
+def _invite(agent: DialingLine, call: SipCall, uri: str, destination: Address, timeout: float,
             cancel: threading.Event | None) -> SipCall:
     deadline = time.monotonic() + timeout
     offer = session_description(agent.address[0], call.port, call.session_id, call.sdp_version, agent.codecs)
@@ -130,7 +147,7 @@ def _final_response(invite: ClientTransaction, deadline: float, cancel: threadin
             return response
 
 
-def _cancel(agent: UserAgent, call: SipCall, invite: ClientTransaction, invite_data: bytes) -> SipMessage | None:
+def _cancel(agent: DialingLine, call: SipCall, invite: ClientTransaction, invite_data: bytes) -> SipMessage | None:
     """Ring timeout: CANCEL (RFC 3261 §9.1) once the callee has sent a provisional response, then
     wait for the INVITE's final response (487, or a 200 that raced the CANCEL)."""
     if invite.provisional is None:
@@ -160,7 +177,7 @@ def _ack_for_failure(invite_data: bytes, response: SipMessage) -> bytes:
     return _from_invite(invite_data, "ACK", [], [f"To: {response.value('To')}", f"CSeq: {response.cseq[0]} ACK"])
 
 
-def _established(agent: UserAgent, call: SipCall, invite: ClientTransaction, response: SipMessage) -> SipCall:
+def _established(agent: DialingLine, call: SipCall, invite: ClientTransaction, response: SipMessage) -> SipCall:
     """The 200: the dialog takes its To (with the callee's tag: pyVoIP #272 put a fresh random tag in
     the ACK, and the callee hung up after 32 s), Contact and reversed Record-Route (RFC 3261
     §12.1.2), and the ACK is built from them (§13.2.2.4). Unusable answers are ACKed and hung up."""

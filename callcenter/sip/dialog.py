@@ -19,18 +19,16 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import Protocol, Sequence
 
 from callcenter.ivr.media import Codec
 from callcenter.sip.errors import CallEnded, SipError
+from callcenter.sip.line import Line
 from callcenter.sip.message import SipMessage, build_response, encode, new_branch, new_tag, reason_phrase
 from callcenter.sip.rtp import RtpStream
 from callcenter.sip.sdp import RemoteMedia, SdpError, parse_sdp, session_description
 from callcenter.sip.transaction import T1, T2, TRANSACTION_TIMEOUT
 from callcenter.sip.uri import Address, SipUri, is_ipv4, resolve, uri_of, user_of
-
-if TYPE_CHECKING:
-    from callcenter.sip.agent import UserAgent
 
 log = logging.getLogger("callcenter.sip")
 
@@ -88,7 +86,7 @@ def host_of(uri: str) -> str | None:
 class SipCall:
     """The signalling and RTP stream of one call."""
 
-    def __init__(self, agent: UserAgent, call_id: str, direction: str, caller: str, called: str):
+    def __init__(self, agent: Line, call_id: str, direction: str, caller: str, called: str):
         self.agent, self.call_id, self.direction = agent, call_id, direction
         self.caller, self.called = caller, called
         self.state = CallState.DIALING if direction == "outbound" else CallState.RINGING
@@ -120,7 +118,7 @@ class SipCall:
     # ---- inbound
 
     @classmethod
-    def inbound(cls, agent: UserAgent, invite: SipMessage, source: Address, media: RemoteMedia,
+    def inbound(cls, agent: Line, invite: SipMessage, source: Address, media: RemoteMedia,
                 codec: Codec) -> SipCall:
         call = cls(agent, invite.call_id, "inbound", user_of(uri_of(invite.value("From"))) or "anonymous",
                    user_of(invite.uri) or user_of(uri_of(invite.value("To"))))

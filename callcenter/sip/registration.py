@@ -13,15 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from callcenter.sip.digest import answer_challenge, is_stale
 from callcenter.sip.errors import RegistrationError, SipError
+from callcenter.sip.line import Line
 from callcenter.sip.message import SipMessage, encode, new_branch, new_call_id, new_tag
 from callcenter.sip.uri import Address, SipUri, header_params, param, resolve, uri_of
-
-if TYPE_CHECKING:
-    from callcenter.sip.agent import UserAgent
 
 log = logging.getLogger("callcenter.sip")
 
@@ -29,7 +26,7 @@ REGISTRAR_DNS_TIMEOUT = 2.0  # the keeper thread may wait longer than a call wou
 
 
 class Registration:
-    def __init__(self, agent: UserAgent, server: Address, user: str, password: str | None, expires: int,
+    def __init__(self, agent: Line, server: Address, user: str, password: str | None, expires: int,
                  keepalive_interval: float, timeout: float = 5.0):
         self.agent, self.server_name, self.user, self.password = agent, server, user, password
         self.expires, self.keepalive_interval, self.timeout = expires, keepalive_interval, timeout

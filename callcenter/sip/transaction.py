@@ -8,12 +8,9 @@ import itertools
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 from callcenter.sip.message import SipMessage
-
-if TYPE_CHECKING:
-    from callcenter.sip.transport import SipEndpoint
 
 log = logging.getLogger("callcenter.sip")
 
@@ -84,11 +81,22 @@ class Timers:
                     log.exception("timer action failed")
 
 
+class Sender(Protocol):
+    """What a transaction needs of the line it runs on (``transport.SipEndpoint``): sending a
+    datagram, the line's timers, and forgetting the transaction once it is over."""
+
+    timers: Timers | None
+
+    def send(self, data: bytes, destination: tuple[str, int]) -> None: ...
+
+    def forget(self, transaction: ClientTransaction) -> None: ...
+
+
 class ClientTransaction:
     """One request until its final response, retransmitted with timer A (INVITE, until a provisional
     response) or timer E (others, capped at T2), for at most 64*T1."""
 
-    def __init__(self, endpoint: SipEndpoint, method: str, branch: str, data: bytes, destination: tuple[str, int],
+    def __init__(self, endpoint: Sender, method: str, branch: str, data: bytes, destination: tuple[str, int],
                  on_provisional: Callable[[SipMessage], None] | None = None):
         self.endpoint, self.method, self.branch = endpoint, method, branch
         self.data, self.destination, self.on_provisional = data, destination, on_provisional

@@ -24,8 +24,8 @@ from callcenter.web.context import (
 from callcenter.web.passwords import PASSWORDS
 from callcenter.web.security import client_address
 from callcenter.web.serialize import engineer_json, fee_json, local_iso, ticket_json, user_json
-from core import accounts, audit, desk
-from core.desk import NotFound, ValidationError
+from core import accounts, audit, desk, reports
+from core.base import NotFound, ValidationError
 from core.store import DailyList, Engineer, FeeItem, User
 from core.tickets import (
     CATEGORY_NAMES,
@@ -332,7 +332,7 @@ async def ticket_report(request: web.Request) -> web.Response:
         raise ValidationError({"to": "结束日期早于开始日期"})
     start = datetime.combine(first, time(0), tzinfo=settings.tz)
     end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=settings.tz)
-    return json_response(await run_db(request, lambda s: desk.ticket_report(s, start, end, settings.sla)))
+    return json_response(await run_db(request, lambda s: reports.ticket_report(s, start, end, settings.sla)))
 
 
 @routes.get("/api/reports/daily")

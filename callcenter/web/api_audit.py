@@ -7,7 +7,7 @@ from aiohttp import web
 from callcenter.web.context import SETTINGS, allow, json_response, run_db
 from callcenter.web.serialize import audit_json
 from core import audit
-from core.desk import ValidationError, parse_time
+from core.base import ValidationError, parse_time
 
 routes = web.RouteTableDef()
 

@@ -15,6 +15,7 @@ from callcenter.web.api_tickets import ticket_id_of
 from callcenter.web.live import FEED
 from callcenter.web.serialize import callout_json
 from core import callouts, desk
+from core.base import NotFound
 from core.tickets import DESK
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ async def show_callout(request: web.Request) -> web.Response:
         desk.get_ticket(session, ticket_id)
         callout = callouts.latest_callout(session, ticket_id)
         if callout is None:
-            raise desk.NotFound("该维修单没有紧急呼叫")
+            raise NotFound("该维修单没有紧急呼叫")
         return callout_json(callout, settings)
 
     return json_response(await run_db(request, work))

@@ -9,7 +9,8 @@ from callcenter.web.security import client_address
 from callcenter.web.serialize import call_json
 from core import audit
 from core.calls import CallFilter, find_calls
-from core.desk import NotFound, ValidationError, can_see
+from core.base import NotFound, ValidationError
+from core.desk import can_see
 from core.store import CallRecord, Ticket
 from core.tickets import Role
 

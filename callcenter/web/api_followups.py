@@ -14,9 +14,10 @@ from callcenter.web.context import SETTINGS, allow, current_user, json_body, jso
 from callcenter.web.live import FEED
 from callcenter.web.serialize import followup_json
 from core import desk, followup
-from core.desk import ValidationError, parse_time
+from core.base import ValidationError, parse_time
 from core.followup import FOLLOWUP_STATUS_NAMES
-from core.followup_report import FollowupFilter, find_followups, monthly_report
+from core.followup_report import FollowupFilter, find_followups
+from core.reports import monthly_report
 from core.tickets import DESK, Role
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from aiohttp import web
 from callcenter.web.context import SETTINGS, allow, current_user, json_body, json_response, now, run_db
 from callcenter.web.serialize import local_iso
 from core import roster_store
-from core.desk import ValidationError, parse_time
+from core.base import ValidationError, parse_time
 from core.roster import Roster, ShiftPattern, on_duty, weekdays_text
 from core.store import Engineer, RosterOverride
 from core.tickets import Role

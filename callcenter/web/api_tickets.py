@@ -18,8 +18,9 @@ from callcenter.web.context import (
 )
 from callcenter.web.live import FEED
 from callcenter.web.serialize import ticket_json
-from core import desk
-from core.desk import TicketFilter, ValidationError
+from core import desk, moves
+from core.base import NotFound, ValidationError, parse_time
+from core.desk import TicketFilter
 from core.tickets import DESK, Channel, Status, TransitionRequest, Urgency
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ async def create_ticket(request: web.Request) -> web.Response:
 
 def _visible(ticket, user) -> None:
     if not desk.can_see(ticket, user.actor):
-        raise desk.NotFound(f"维修单 {ticket.id} 不存在")
+        raise NotFound(f"维修单 {ticket.id} 不存在")
 
 
 def seen_version(body: dict[str, Any]) -> int | None:
@@ -112,7 +113,7 @@ def ticket_id_of(request: web.Request) -> int:
     try:
         return int(request.match_info["ticket_id"])
     except ValueError:
-        raise desk.NotFound(f"维修单 {request.match_info['ticket_id']} 不存在") from None
+        raise NotFound(f"维修单 {request.match_info['ticket_id']} 不存在") from None
 
 
 @routes.get("/api/tickets/{ticket_id}")
@@ -162,7 +163,7 @@ def parse_transition(body: dict[str, Any], tz) -> TransitionRequest:
     if not isinstance(confirmed, bool):
         errors["customer_confirmed"] = "应为 true 或 false"
     request.customer_confirmed = confirmed is True
-    request.postponed_until = desk.parse_time(body.get("postponed_until"), tz, "postponed_until", errors)
+    request.postponed_until = parse_time(body.get("postponed_until"), tz, "postponed_until", errors)
     if errors:
         raise ValidationError(errors)
     return request
@@ -180,7 +181,7 @@ async def move_ticket(request: web.Request) -> web.Response:
         ticket = desk.get_ticket(session, ticket_id)
         _visible(ticket, user)
         before = ticket.status
-        desk.transition(session, ticket, move, user.actor, at, settings, seen_version=seen)
+        moves.move_ticket(session, ticket, move, user.actor, at, settings, seen_version=seen)
         log.info("ticket %s %s -> %s by %s", ticket.number, before, ticket.status, user.username)
         return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from callcenter.web.context import allow, json_body, json_response, now
 from core import desk
-from core.desk import ValidationError
+from core.base import ValidationError
 from core.tickets import DESK
 from core.triage import Triage
 
@@ -37,8 +37,8 @@ async def read_description(request: web.Request) -> web.Response:
         raise ValidationError({"text": "请填写报修内容"})
     if len(text) > TEXT_LIMIT:
         raise ValidationError({"text": f"报修内容不能超过 {TEXT_LIMIT} 个字"})
-    # Usually 0.1-0.2 ms, but some texts at the limit take tens of milliseconds (many keywords:
-    # the category's hit check grows with their square): in a worker thread, the event loop that
-    # carries every console's live updates keeps getting its turns meanwhile.
+    # Usually 0.1-0.2 ms, but a text at the limit takes about ten milliseconds (bench/triage.py):
+    # in a worker thread, the event loop that carries every console's live updates keeps getting
+    # its turns meanwhile.
     draft = await asyncio.to_thread(request.app[TRIAGE].read, text, now(request))
     return json_response(draft.to_dict() | {"said": text})

@@ -29,8 +29,8 @@ from callcenter.web.passwords import PASSWORDS, PasswordsBusy
 from callcenter.web.security import client_address
 from callcenter.web.serialize import local_iso
 from core import accounts, audit, login_throttle
+from core.base import NotFound, ValidationError
 from core.claims import Conflict
-from core.desk import NotFound, ValidationError
 from core.store import User
 from core.tickets import STATUS_NAMES, TransitionError
 

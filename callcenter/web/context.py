@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar
 from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.desk import Actor, ValidationError
+from core.base import Actor, ValidationError
 from core.settings import Settings
 from core.tickets import Role
 

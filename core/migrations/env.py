@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from core.store import Base
+from core.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -41,6 +41,9 @@ class CategoryReader:
             for weight_name, weight in sorted(WEIGHTS.items(), key=lambda item: item[1]):
                 table.update({word: (category, weight) for word in vocabulary.category_words(category, weight_name)})
         self.keywords = table
+        self.longest = max(map(len, table), default=0)
+        # A lookahead finds overlapping words; the alternation tries the longest first.
+        self.pattern = re.compile(f"(?=({alternation(table)}))")
         appliances = alternation(vocabulary.category_words("appliance", "decisive"))
         connections = alternation(vocabulary.words("appliances", "water_connections"))
         self.water_connection = re.compile(rf"(?:{appliances})(?:{CONNECTORS})?(?:{connections})")
@@ -66,12 +69,16 @@ class CategoryReader:
         return any(category for category, _, _ in self.hits(clause))
 
     def hits(self, text: str) -> list[Hit]:
-        """Every keyword occurrence not inside a longer keyword (电梯门 hides 门, 上门 hides 门)."""
-        spans = []
-        for word, (category, weight) in self.keywords.items():
-            at = text.find(word)
-            while at >= 0:
-                spans.append((at, at + len(word), category, weight))
-                at = text.find(word, at + 1)
-        return [(category, weight, start) for start, end, category, weight in spans
-                if not any(s <= start and end <= e and (e - s) > (end - start) for s, e, _, _ in spans)]
+        """Every keyword occurrence not inside a longer keyword (电梯门 hides 门, 上门 hides 门).
+
+        One pass of one pattern, linear in the text: at each place the pattern finds the longest
+        keyword starting there (any shorter one starting there is inside it), and a keyword that
+        hides another starts at most ``self.longest`` - 1 characters before it."""
+        found = [(match.start(), match.end(1)) for match in self.pattern.finditer(text)]
+        ends = dict(found)  # start -> the end of the longest keyword starting there
+        hits = []
+        for start, end in found:
+            if not any(ends.get(s, -1) >= end for s in range(max(0, start - self.longest + 1), start)):
+                category, weight = self.keywords[text[start:end]]
+                hits.append((category, weight, start))
+        return hits

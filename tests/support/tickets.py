@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from core import desk
-from core.desk import Actor, NewTicket
+from core import desk, moves
+from core.base import Actor
+from core.desk import NewTicket
 from core.tickets import Role, Status, TransitionRequest, Urgency
 
 CLERK = Actor("desk1", Role.FRONTDESK)
@@ -24,5 +25,5 @@ def completed_ticket(sessions, settings, engineer_id: int, completed: datetime, 
                                                        phone=phone, urgency=urgency, category=category),
                                     CLERK, completed - timedelta(hours=2), settings)
         for minutes, (actor, step) in enumerate(steps, start=1 - len(steps)):
-            desk.transition(session, ticket, step, actor, completed + timedelta(minutes=minutes), settings)
+            moves.move_ticket(session, ticket, step, actor, completed + timedelta(minutes=minutes), settings)
         return ticket.id

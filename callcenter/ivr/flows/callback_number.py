@@ -16,15 +16,38 @@ A keyed number is read back digit by digit (1 as 幺) and confirmed or keyed aga
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import Any, Callable, Protocol
 
+from callcenter.ivr.flows.dialogue import Dialogue
+from callcenter.ivr.prompts import Prompts
 from core.callback_list import Abandoned
 from core.contacts import is_phone_number
-from core.desk import normalise_phone
+from core.intake import DraftFacts, PhoneDrafts
+from core.phones import caller_number, normalise_phone
+from core.settings import Settings
 from core.triage import triage
 
-if TYPE_CHECKING:
-    from callcenter.ivr.flows.hotline import HotlineCall
+
+class HotlineServicesShape(Protocol):
+    settings: Settings
+    drafts: PhoneDrafts
+    clock: Callable[[], datetime]
+
+
+class HotlineCall(Protocol):
+    """What these steps use of the hotline's call (``hotline.HotlineCall``, which imports this module)."""
+    call: Any
+    services: HotlineServicesShape
+    facts: DraftFacts
+    record: Any  # FlowRecord, set once the call is answered
+    dialogue: Dialogue
+    prompts: Prompts
+    menu_keys: str
+
+    def save(self, step: str) -> None: ...
+    def lookup_resident(self) -> Any: ...
+    def local_now(self) -> datetime: ...
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -96,7 +119,6 @@ def not_the_resident(hotline: HotlineCall) -> bool:
 
 
 def caller_id(hotline: HotlineCall) -> str:
-    from callcenter.ivr.flows.hotline import caller_number  # on use: hotline imports this module
     return caller_number(hotline.call.caller)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, time, timezone
+from datetime import datetime, timezone
 from typing import Callable
 
 from callcenter.asr.capacity import StreamSlot, StreamSlots, speech_for_call
@@ -25,9 +25,11 @@ from callcenter.ivr.lines import CallEnded, SipError
 from core import log_context
 from core.callouts import CallOutState, EmergencyReply
 from core.calls import CallLog
+from core.base import in_windows
 from core.intake import DraftFacts, PhoneDrafts
 from core.numerals import compact_spaces, normalize_numbers
 from core.outcomes import CallOutcome
+from core.phones import caller_number
 from core.settings import Settings
 from core.tickets import Urgency
 from core.transcript import PROBLEM, Utterance
@@ -385,7 +387,7 @@ class HotlineCall:
         Transferred). Out of hours, or when the desk does not answer, say so and go on with the call."""
         d, p = self.dialogue, self.prompts
         extension = self.config.desk_extension
-        if not (extension and desk_staffed(self.config.desk_windows(), self.local_now())):
+        if not (extension and in_windows(self.config.desk_windows(), self.local_now().time())):
             d.say(p["hotline.desk_closed"])
             return
         d.say(p["hotline.transfer_desk"])
@@ -423,18 +425,6 @@ class HotlineCall:
 def digits_of(text: str) -> str:
     """The digits of a room number, keyed or said (「幺幺零幺」, 「一一零一室」 -> 1101)."""
     return re.sub(r"\D", "", normalize_numbers(compact_spaces(text))) if text else ""
-
-
-def caller_number(caller: str) -> str:
-    """The digits of a caller ID (``sip:13800138000@pbx`` or ``"王" <sip:+8613800138000@x>``)."""
-    match = re.search(r"(?:sip:)?\+?(\d{3,20})@", caller) or re.search(r"\+?(\d{3,20})", caller)
-    number = match.group(1) if match else ""
-    return number[2:] if number.startswith("86") and len(number) == 13 else number
-
-
-def desk_staffed(windows: tuple[tuple[time, time], ...], now: datetime) -> bool:
-    """Inside one of the desk's hours (``HotlineSettings.desk_windows``, checked when settings load)."""
-    return any(start <= now.time() < end for start, end in windows)
 
 
 @log_context.scoped

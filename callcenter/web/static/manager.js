@@ -24,8 +24,8 @@ async function loadReport(event) {
     kpi('报修总数', data.total),
     kpi('已完成', data.completed),
     kpi('零修及时率', fmtPercent(data.on_time_rate), `${data.on_time} / ${data.completed} 单及时`),
-    kpi('回访率', fmtPercent(data.followup_rate), `${data.followed_up} / ${data.completed} 单已回访`),
-    kpi('满意率', fmtPercent(data.satisfaction_rate), `${data.satisfied} / ${data.followed_up} 单满意`));
+    kpi('回访率', fmtPercent(data.followup_rate), `${data.followed_up} / ${data.visits} 次维修已回访`),
+    kpi('满意率', fmtPercent(data.satisfaction_rate), `${data.satisfied} / ${data.followed_up} 次回访满意`));
   const counts = (title, names, values) => h('div', {}, h('h3', {}, title), table(
     [[title.replace('按', '')], ['数量', 'num']],
     Object.entries(names).map(([code, name]) => h('tr', {}, h('td', {}, name), h('td', { class: 'num' }, values[code] || 0)))));
