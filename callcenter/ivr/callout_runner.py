@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from callcenter.ivr.bridge import Meetings
@@ -39,13 +39,14 @@ from callcenter.ivr.flows.callout import CalledOff, EngineerCall, Job, load_job
 from callcenter.ivr.flows.hotline import EmergencyReply
 from callcenter.ivr.lines import Call, DialError, Line
 from callcenter.ivr.prompts import Prompts
+from callcenter.metrics import NO_METRICS
 from core import callouts, desk, log_context
 from core.callouts import ACCEPTED, RINGING, CallOutError
 from core.calls import CallLog
 from core.desk import CALLOUT, HOTLINE, NotFound
 from core.dispatch import Action, Outcome, Step
 from core.settings import Settings
-from core.store import CallOut
+from core.store import CallOut, CallOutAttempt
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -74,6 +75,7 @@ class CalloutRunner:
         self.settings, self.sessions, self.prompts, self.meetings = settings, sessions, prompts, meetings
         self.find_line, self.clock, self.poll_seconds = find_line, clock, poll_seconds
         self.calls = CallLog(sessions)
+        self.metrics = NO_METRICS  # the app's, set by the wiring (callcenter/app.py)
         self._ringers: dict[int, Ringer] = {}
         self._lock = threading.Lock()
         self._active = False
@@ -178,12 +180,16 @@ class CalloutRunner:
             while not self._stopping.is_set():
                 with self.sessions() as session, session.begin():
                     next_call = callouts.next_call(session, ringer.callout_id, self.clock(), self.settings)
+                    first_ring = _first_ring(session, ringer.callout_id, next_call.attempt_id)
                 decision = next_call.decision
                 if decision.action in (Action.RING, Action.LAST_RESORT):
+                    if first_ring is not None:
+                        self.metrics.callout_first_ring.observe(max(0.0, (self.clock() - first_ring).total_seconds()))
                     self._ring(ringer, ticket_id, decision.step, next_call.attempt_id)
                 elif decision.action == Action.WAIT:
                     self._pause_until(decision.wait_until)
                 else:
+                    self._ended(ringer.callout_id)
                     if decision.action == Action.EXHAUSTED:
                         self._alert(ticket_id, decision.alert_contacts)
                     return
@@ -192,6 +198,12 @@ class CalloutRunner:
         finally:
             with self._lock:
                 self._ringers.pop(ringer.callout_id, None)
+
+    def _ended(self, callout_id: int) -> None:
+        """Count the call-out's final state (accepted, exhausted, stopped) where its chain ended."""
+        with self.sessions() as session:
+            state = session.scalar(select(CallOut.state).where(CallOut.id == callout_id))
+        self.metrics.callouts.labels(state or "unknown").inc()
 
     def _pause_until(self, until: datetime) -> None:
         """Another process is ringing a step: decide again when it may be over, or sooner when woken."""
@@ -302,3 +314,12 @@ class CalloutRunner:
                               note=f"紧急呼叫无人接单，已电话提醒 {contact}：{result}",
                               data={"alert_contact": contact, "answered": result == "已接听"})
 
+
+def _first_ring(session, callout_id: int, attempt_id: int | None) -> datetime | None:
+    """When the call-out started, if ``attempt_id`` is its first ring (else None)."""
+    if attempt_id is None:
+        return None
+    first = session.scalar(select(func.min(CallOutAttempt.id)).where(CallOutAttempt.callout_id == callout_id))
+    if first != attempt_id:
+        return None
+    return session.scalar(select(CallOut.started_at).where(CallOut.id == callout_id))

@@ -16,9 +16,10 @@ from sqlalchemy.orm import sessionmaker
 
 from callcenter.ivr.flows.survey import RepairFacts, SurveyServices, run_survey
 from callcenter.ivr.lines import DialError, Line
+from callcenter.metrics import NO_METRICS, Metrics
 from core import followup, log_context
 from core.followup import SurveyAnswers
-from core.store import Ticket
+from core.store import FollowUp, Ticket
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -30,6 +31,7 @@ class FollowupServices:
     survey: SurveyServices
     sessions: sessionmaker
     line: Callable[[str], Line | None]  # a configured line by name (Telephony.line)
+    metrics: Metrics = NO_METRICS
 
 
 @dataclass
@@ -64,6 +66,8 @@ def call_followup(followup_id: int, services: FollowupServices) -> None:
                 followup.record_no_contact(session, followup_id, "voicemail", now, settings)
             else:  # an opt-out among the answers is recorded with them
                 followup.record_answers(session, followup_id, answers, result.record_id, now, settings)
+            status = session.get(FollowUp, followup_id, populate_existing=True).status
+        services.metrics.followups.labels(status).inc()  # what the call left: done, scheduled again ...
     except followup.FollowUpError as error:  # a clerk recorded this follow-up by hand during the call
         log.warning("follow-up %s: call result not stored: %s (call record %s)", followup_id, error,
                     result.record_id)

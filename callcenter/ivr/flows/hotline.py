@@ -21,6 +21,7 @@ from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
 from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded, SipError
+from callcenter.metrics import NO_METRICS, Metrics
 from core import log_context
 from core.callouts import latest_callout
 from core.calls import CallLog
@@ -70,6 +71,7 @@ class HotlineServices:
     # Where an emergency caller meets the engineer who takes the job; None: never put through.
     meetings: Meetings | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    metrics: Metrics = NO_METRICS  # this app's (callcenter/metrics.py); the lines count into it too
 
 
 @dataclass
@@ -284,6 +286,8 @@ class HotlineCall:
             if not self.address_said():
                 self.set_address(draft.address.building, draft.address.unit, draft.address.room, draft.address.area)
         self.save("描述问题")
+        if heard.spoke and heard.end:  # heard.end: where the speech ended, on the dialogue's clock
+            self.services.metrics.speech_to_saved.observe(max(0.0, self.dialogue.offset() - heard.end))
         if f.urgency == Urgency.EMERGENCY:
             self.raise_emergency()
 
