@@ -9,7 +9,7 @@ import asyncio
 import ipaddress
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from sqlalchemy.orm import sessionmaker
 
 from callcenter.metrics import Metrics
@@ -48,8 +48,10 @@ def may_scrape(address: str, allowed: tuple[str, ...]) -> bool:
 async def metrics(request: web.Request) -> web.Response:
     if not may_scrape(client_address(request), request.app[SETTINGS].web.metrics_allow):
         return web.Response(status=403, text="metrics are not served to this address (web.metrics_allow)\n")
+    # The text format Prometheus asks for (its Accept header), as the client library's own server does.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     # The tickets are counted in the database: off the event loop.
-    body = await asyncio.to_thread(generate_latest, request.app[METRICS].registry)
+    body = await asyncio.to_thread(encode, request.app[METRICS].registry)
     response = web.Response(body=body)
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    response.headers["Content-Type"] = content_type
     return response

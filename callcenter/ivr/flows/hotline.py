@@ -165,7 +165,7 @@ class HotlineCall:
         self.told_number = True
         if self.meeting is not None:
             hold_for_engineer(d, p, self.meeting, self.callout_state)
-        d.say(p["hotline.goodbye"])
+        d.say_goodbye(p["hotline.goodbye"])
         return "completed"
 
     # -- steps -----------------------------------------------------------------------------
@@ -366,7 +366,7 @@ class HotlineCall:
             d.say(p["hotline.ticket_not_found"])
         else:
             d.say(p.say("hotline.ticket_status_prefix", f"pieces.status_{status.value}"))
-        d.say(p["hotline.goodbye"])
+        d.say_goodbye(p["hotline.goodbye"])
         return "completed"
 
     def desk_transfer(self) -> None:

@@ -183,7 +183,7 @@ class SurveyCall:
         a.rating = rating
         if self.take_comment():
             return self.opt_out()
-        self.dialogue.say(p["survey.thanks"])
+        self.dialogue.say_goodbye(p["survey.thanks"])
         return "completed"
 
     def introduce(self) -> None:
@@ -223,5 +223,5 @@ class SurveyCall:
 
     def opt_out(self) -> str:
         self.answers.opted_out = True
-        self.dialogue.say(self.prompts["survey.opted_out"])
+        self.dialogue.say_goodbye(self.prompts["survey.opted_out"])
         return "opted_out"
