@@ -24,9 +24,30 @@ from core.calls import CallLog
 from core.intake import PhoneDrafts
 from core.lease import Lease
 from core.store import OutboxAlert, utcnow
+from callcenter.sip.message import SipMessage, build_response
 from tests.support.sip import LOOPBACK, free_udp_ports
 from tests.test_alerts import Clock, robot, send_until_quiet, sender, with_webhook  # noqa: F401 (fixture)
 from tests.test_line_health import ReluctantRegistrar
+
+
+class Pbx(ReluctantRegistrar):
+    """A registrar on 127.0.0.1 that refuses (503) until ``awake``, then keeps the binding it granted
+    and lists it when a keep-alive query (no Contact) asks, as a real one does: the line stays up."""
+
+    def _run(self):
+        bound = ""
+        while self.running:
+            try:
+                data, source = self.sock.recvfrom(8192)
+            except OSError:
+                continue
+            request = SipMessage.parse(data)
+            if not self.awake.is_set():
+                self.sock.sendto(build_response(request, 503), source)
+                continue
+            bound = request.value("Contact") or bound
+            headers = [f"Contact: {bound};expires=60"] if bound else []
+            self.sock.sendto(build_response(request, 200, headers=headers), source)
 
 
 def outbox(sessions, kind: str | None = None) -> list[OutboxAlert]:
@@ -45,7 +66,7 @@ def wait_until(condition, timeout: float = 8.0) -> None:
 
 async def test_a_line_down_two_minutes_is_one_alert_and_a_new_outage_another(sessions, settings, robot):
     settings = replace(with_webhook(settings, robot, line_down_minutes=2), node_name="node-b")
-    pbx = ReluctantRegistrar()  # refuses (503) until awake
+    pbx = Pbx()  # refuses (503) until awake
     rtp = free_udp_ports(8)
     lines = ({"name": "hotline", "mode": "trunk", "listen": f"{LOOPBACK}:{free_udp_ports()}", "allow": [LOOPBACK],
               "rtp_ports": [rtp, rtp + 3]},
@@ -73,6 +94,8 @@ async def test_a_line_down_two_minutes_is_one_alert_and_a_new_outage_another(ses
 
         pbx.awake.set()  # the PBX accepts again: the outage is over
         wait_until(lambda: pbx_line.up)
+        time.sleep(1.5)  # three keep-alive queries: still up
+        assert pbx_line.up
         watchdog.check()
         assert "pbx" not in watchdog.down_since
         pbx.awake.clear()  # and refuses again: the keep-alive query notices, the line goes down
