@@ -126,3 +126,20 @@ def test_apps_in_one_process_keep_their_own_figures(settings, sessions):
 def samples_of(metrics: Metrics) -> dict[tuple, float]:
     return {(s.name, *s.labels.values()): s.value for family in metrics.registry.collect()
             for s in family.samples if s.name == "callcenter_calls_total"}
+
+
+def test_recognisers_are_counted_from_their_making_to_their_release():
+    from callcenter.asr.stream import ScriptedRecognizer
+
+    metrics = Metrics(process=False)
+    make = metrics.counted_recognizers(lambda grammar: ScriptedRecognizer([(0.1, "final", "漏水")]))
+    active = lambda: metrics.registry.get_sample_value("callcenter_asr_streams_active")  # noqa: E731
+    first, second = make(None), make(["是", "不是"])
+    assert active() == 2
+    assert [event.text for event in first.accept(bytes(3200))] == ["漏水"]  # still the recogniser it wraps
+    first.release()
+    first.release()  # twice: counted once
+    assert active() == 1
+    second.release()
+    assert active() == 0
+    assert metrics.counted_recognizers(None) is None  # no speech model: nothing to count
