@@ -115,10 +115,11 @@ keepalive_interval = 0.5
         assert not [k for k in before if k[0] == "callcenter_calls_total"]
         assert before[key("process_open_fds")] > 0
 
-        # A resident says what is wrong over the greeting, keys the room, then hangs up.
+        # A resident keys 1 (报修) over the greeting, the room when asked, says what is wrong, hangs up.
         caller = CallerScript()
-        caller.speak(1.0, voice("厨房的水管漏水了", tmp_path))
-        caller.keys(8.0, "1101#")
+        caller.keys(1.0, "1")
+        caller.keys(2.2, "1101#")  # over 「为核实身份，请输入或说出您的房号」
+        caller.speak(4.5, voice("厨房的水管漏水了", tmp_path))  # over the request to describe the problem
         pcap = caller.write_pcap(tmp_path / "caller.pcap", 14)
         run = sipp.start("hotline_caller_hangs_up", site.sip_address, timeout=60,
                          params={"pcap": pcap, "caller": RESIDENT["phone"], "hold_ms": 14000,
