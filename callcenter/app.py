@@ -26,11 +26,13 @@ from callcenter.ivr.flows.survey import SurveyServices
 from callcenter.ivr.followup_dialler import FollowupServices, call_followup
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.service import Telephony, recognizer_factory
+from callcenter.metrics import NO_METRICS, CountedCallLog, Metrics
+from callcenter.watchdog import Watchdog
+from callcenter.web.api_metrics import METRICS
 from callcenter.web.app import create_app
 from callcenter.web.context import HEALTH, WAKE_CALLOUTS
 from core import migrate
 from core.accounts import add_user
-from core.calls import CallLog
 from core.intake import PhoneDrafts
 from core.jobs import Jobs
 from core.nodes import NodeHeartbeat
@@ -99,22 +101,24 @@ class Voice:
 
 def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str] | None], Recognizer] | None,
                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                node_run_id: int | None = None) -> Voice:
+                node_run_id: int | None = None, metrics: Metrics = NO_METRICS) -> Voice:
     prompts, meetings = Prompts(), Meetings()
-    calls = CallLog(sessions, settings.node_name, node_run_id)  # every call record says which node took it
+    # Every call record says which node took it; every call is counted when its record closes.
+    calls = CountedCallLog(sessions, settings.node_name, node_run_id, metrics)
     # The one count of this node's recogniser streams, for the hotline's and the follow-ups' calls.
     streams = StreamSlots(max_streams_for(settings.asr.max_streams)) if new_recognizer is not None else None
+    new_recognizer = metrics.counted_recognizers(new_recognizer)
     hotline = HotlineServices(settings=settings, prompts=prompts, drafts=PhoneDrafts(sessions, settings),
                               calls=calls, new_recognizer=new_recognizer, meetings=meetings, clock=clock,
-                              streams=streams)
+                              streams=streams, metrics=metrics)
     telephony = Telephony(settings, hotline)
     callouts = CalloutRunner(settings, sessions, prompts, meetings, telephony.line, clock)
-    callouts.calls = calls
+    callouts.calls, callouts.metrics = calls, metrics
     hotline.on_emergency = callouts.answer_emergency  # an emergency word on the hotline rings the chain
     dial_followup = None
     if settings.followup.line:
         survey = SurveyServices(settings, prompts, hotline.calls, new_recognizer, clock, streams)
-        dial_followup = partial(call_followup, services=FollowupServices(survey, sessions, telephony.line))
+        dial_followup = partial(call_followup, services=FollowupServices(survey, sessions, telephony.line, metrics))
     return Voice(telephony, callouts, dial_followup)
 
 
@@ -138,8 +142,12 @@ def build_app(settings: Settings) -> web.Application:
         await asyncio.to_thread(heartbeat.stop)  # after the calls are hung up (cleanup runs in reverse)
 
     app.cleanup_ctx.append(run_heartbeat)
-    voice = build_voice(settings, sessions, recognizer_factory(model, settings), node_run_id=heartbeat.run_id)
+    metrics = app[METRICS]
+    voice = build_voice(settings, sessions, recognizer_factory(model, settings), node_run_id=heartbeat.run_id,
+                        metrics=metrics)
     telephony = voice.telephony
+    metrics.state.lines = lambda: telephony.lines
+    metrics.state.asr_model_loaded = lambda: model is not None
     app[HEALTH]["telephony"] = telephony.health  # {"up": false, ...} makes /api/health degraded (503)
     app[WAKE_CALLOUTS] = voice.callouts.wake  # the desk's 紧急派单 and its stop ring (or hang up) at once
 
@@ -151,6 +159,7 @@ def build_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(run_telephony)
     jobs = Jobs(settings, engine, dial_followup=voice.dial_followup)
     app[HEALTH]["scheduler"] = jobs.health
+    metrics.state.scheduler_owner = lambda: jobs.lease_held
 
     async def run_jobs(_app):
         await asyncio.to_thread(jobs.start)  # takes part in the scheduler's election unless scheduler.owner is false
@@ -161,6 +170,7 @@ def build_app(settings: Settings) -> web.Application:
 
     if settings.alerts.webhook_url:
         app.cleanup_ctx.append(partial(run_alert_sender, AlertSender(settings, sessions)))
+        app.cleanup_ctx.append(partial(run_watchdog, Watchdog(settings, sessions, lambda: telephony.lines)))
     else:  # optional: said once
         log.info("no alerts.webhook_url configured: no alerts to a group chat")
 
@@ -174,6 +184,15 @@ def build_app(settings: Settings) -> web.Application:
 async def run_alert_sender(sender: AlertSender, _app):
     """Every node sends its share of the outbox (core.alerts) while it runs."""
     task = asyncio.create_task(sender.run(), name="alert sender")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def run_watchdog(watchdog: Watchdog, _app):
+    """Lines down and the scheduled jobs without an owner, alerted once per outage (callcenter/watchdog.py)."""
+    task = asyncio.create_task(watchdog.run(), name="watchdog")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

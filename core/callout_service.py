@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from core import callouts, desk
@@ -18,7 +18,7 @@ from core.callouts import CallOutState, NextCall
 from core.desk import CALLOUT, HOTLINE
 from core.dispatch import Outcome
 from core.settings import Settings
-from core.store import CallOut, CallRecord
+from core.store import CallOut, CallOutAttempt, CallRecord
 from core.transcript import Transcript
 
 
@@ -68,6 +68,16 @@ class CallOutService:
     def next_call(self, callout_id: int, now: datetime) -> NextCall:
         with self.sessions() as session, session.begin():
             return callouts.next_call(session, callout_id, now, self.settings)
+
+    def first_ring_started(self, callout_id: int, attempt_id: int | None) -> datetime | None:
+        """When the call-out started, if ``attempt_id`` is its first ring (else None): the time to first ring."""
+        if attempt_id is None:
+            return None
+        with self.sessions() as session:
+            first = session.scalar(select(func.min(CallOutAttempt.id)).where(CallOutAttempt.callout_id == callout_id))
+            if first != attempt_id:
+                return None
+            return session.scalar(select(CallOut.started_at).where(CallOut.id == callout_id))
 
     def record_ring(self, attempt_id: int, outcome: Outcome, rang_seconds: float, now: datetime) -> RingResult:
         """How a ring ended (``callouts.record_outcome``; its CallOutError and NotFound pass through)."""

@@ -14,6 +14,7 @@ from core import followup
 from core.followup import SurveyAnswers
 from core.outcomes import CallOutcome
 from core.settings import Settings
+from core.store import FollowUp
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,10 @@ class FollowUpCalls:
                                    ticket.building, ticket.unit, ticket.room, ticket.area)
 
     def record_call(self, followup_id: int, answers: SurveyAnswers | None, no_contact: CallOutcome | None,
-                    call_record_id: int | None, now: datetime) -> None:
+                    call_record_id: int | None, now: datetime) -> str:
         """What the call got: the answers of a resident reached (an opt-out among them), else why
         nobody was (``no_contact``, or a voicemail). Raises ``followup.FollowUpError`` if a clerk
-        recorded this follow-up by hand meanwhile."""
+        recorded this follow-up by hand meanwhile. Returns the follow-up's status after it."""
         with self.sessions() as session, session.begin():
             if answers is None:
                 followup.record_no_contact(session, followup_id, no_contact or CallOutcome.FAILED, now, self.settings)
@@ -58,3 +59,4 @@ class FollowUpCalls:
                 followup.record_no_contact(session, followup_id, CallOutcome.VOICEMAIL, now, self.settings)
             else:
                 followup.record_answers(session, followup_id, answers, call_record_id, now, self.settings)
+            return session.get(FollowUp, followup_id, populate_existing=True).status

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DialFollowup = Callable[[int], None]
 
 FOLLOWUP_TICK_SECONDS = 30
+LEASE_NAME = "scheduler"  # the lease whose holder runs the jobs (also watched: callcenter/watchdog.py)
 RECORDING_CLEANUP_AT = (3, 30)  # local time: nobody is calling
 JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
 
@@ -125,7 +126,7 @@ class Jobs:
             self.calls.on_line_free = self._next_on_free_line
         self.scheduler: BackgroundScheduler | None = None
         # The holder names this process: its node, and a random part (two processes may share a node name).
-        self.lease = Lease(self.sessions, "scheduler", f"{settings.node_name}/{secrets.token_hex(4)}",
+        self.lease = Lease(self.sessions, LEASE_NAME, f"{settings.node_name}/{secrets.token_hex(4)}",
                            settings.cluster.lease_seconds)
         self._scheduler_lock = threading.Lock()  # the keeper thread and stop() both start and stop it
         self._stopping = threading.Event()

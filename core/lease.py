@@ -59,7 +59,8 @@ class Lease:
             _ensure_row(session, self.name)
             taken = session.execute(
                 update(LeaseRow).where(LeaseRow.name == self.name,
-                                       or_(LeaseRow.holder == self.holder, LeaseRow.expires_at < now))
+                                       or_(LeaseRow.holder == self.holder, LeaseRow.holder == "",
+                                           LeaseRow.expires_at < now))
                 .values(holder=self.holder, expires_at=now + timedelta(seconds=self.seconds),
                         # SET sees the row as it was: a renewal keeps the time it was taken
                         acquired_at=case((LeaseRow.holder == self.holder, LeaseRow.acquired_at), else_=now))
@@ -77,8 +78,9 @@ class Lease:
         """Give the lease up at once (a clean stop): another node takes it at its next try."""
         self._valid_until = 0.0
         with self.sessions() as session, session.begin():
+            # Ran out now: the vacancy counts from here (vacant_since), and anyone may take it.
             session.execute(update(LeaseRow).where(LeaseRow.name == self.name, LeaseRow.holder == self.holder)
-                            .values(holder="", acquired_at=None, expires_at=NEVER)
+                            .values(holder="", acquired_at=None, expires_at=self.clock())
                             .execution_options(synchronize_session=False))
         self.current_holder = ""
         log.info("lease %s released by %s", self.name, self.holder)
@@ -90,10 +92,21 @@ def lease_holder(session: Session, name: str, now: datetime) -> str:
     return row.holder if row is not None and row.expires_at >= now else ""
 
 
-def _ensure_row(session: Session, name: str) -> None:
+def vacant_since(session: Session, name: str, now: datetime) -> datetime | None:
+    """Since when nobody holds ``name`` (None while somebody does): when it ran out or was given up,
+    read from the database, so every node that looks gets the same answer. A lease nobody ever held
+    is vacant from the first look of any node (that moment is stored)."""
+    _ensure_row(session, name, expires_at=now)
+    session.execute(update(LeaseRow).where(LeaseRow.name == name, LeaseRow.expires_at == NEVER)
+                    .values(expires_at=now).execution_options(synchronize_session=False))
+    row = session.execute(select(LeaseRow.holder, LeaseRow.expires_at).where(LeaseRow.name == name)).one()
+    return None if row.holder and row.expires_at >= now else min(row.expires_at, now)
+
+
+def _ensure_row(session: Session, name: str, expires_at: datetime = NEVER) -> None:
     if session.scalar(select(LeaseRow.name).where(LeaseRow.name == name)) is not None:
         return
     dialect = {"postgresql": postgresql, "sqlite": sqlite}[session.get_bind().dialect.name]
     # Two nodes may both find it missing: the second insert does nothing instead of failing.
-    session.execute(dialect.insert(LeaseRow).values(name=name, holder="", expires_at=NEVER)
+    session.execute(dialect.insert(LeaseRow).values(name=name, holder="", expires_at=expires_at)
                     .on_conflict_do_nothing(index_elements=["name"]))

@@ -7,6 +7,7 @@ Nothing else in the code reads ``os.environ``; the settings object is passed dow
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -54,10 +55,18 @@ class WebSettings:
     # Reverse proxies (addresses) whose X-Forwarded-For / X-Forwarded-Proto are believed: the client's
     # address in the audit log and the login throttle is then the one the proxy saw.
     trusted_proxies: tuple[str, ...] = ()
+    # Who may read GET /metrics without logging in (addresses or networks); behind a trusted proxy,
+    # the address the proxy saw counts. Default: this machine only.
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
 
     def __post_init__(self) -> None:
         if self.session_hours < 1:
             raise SettingsError("web.session_hours 至少为 1 / must be at least 1")
+        for network in self.metrics_allow:
+            try:
+                ipaddress.ip_network(network.strip(), strict=False)
+            except ValueError:
+                raise SettingsError(f"web.metrics_allow: {network!r} 不是地址或网段 / is not an address or network") from None
 
     def allowed_hosts(self, listen_host: str | None = None) -> frozenset[str]:
         """Host names (lower case, no port, IPv6 without brackets) requests may name."""

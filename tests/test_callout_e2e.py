@@ -33,6 +33,7 @@ import pytest
 from sqlalchemy import select
 
 from callcenter.app import Voice, build_voice
+from callcenter.metrics import Metrics
 from callcenter.sip import uri as sip_uri
 from core import callouts, desk, migrate, roster_store
 from core.base import Actor
@@ -91,6 +92,7 @@ class Site:
         self.sessions, self.sipp, self.proxy, self.tmp_path = sessions, sipp, proxy, tmp_path
         self.phones: list[Phone] = []
         self.voices: list[Voice] = []
+        self.metrics = Metrics(process=False)  # what /metrics would show (callcenter/metrics.py)
 
     # -- people
 
@@ -153,7 +155,7 @@ class Site:
         if hotline:
             settings = replace(settings, hotline=replace(settings.hotline, **hotline))
         voice = build_voice(settings, self.sessions, new_recognizer,
-                            clock or (lambda: datetime.now(timezone.utc)))
+                            clock or (lambda: datetime.now(timezone.utc)), metrics=self.metrics)
         self.voices.append(voice)
         voice.start()
         return voice
@@ -323,6 +325,13 @@ def test_nobody_answers_so_the_last_resort_is_rung_and_the_managers_alerted(site
     assert [(r.direction, r.outcome, r.ticket_id) for r in alerts] == [("outbound", "completed", ticket)]
     assert (zhang.invites(), li.invites(), control_room.invites()) == (2, 2, 1)
     assert site.ticket(ticket).status == "draft"  # nobody has it: the desk's queue still shows it
+    metric = site.metrics.registry.get_sample_value
+    assert metric("callcenter_callouts_total", {"state": "exhausted"}) == 1  # the alert rule's figure
+    assert metric("callcenter_callout_first_ring_seconds_count") == 1
+    assert metric("callcenter_callout_first_ring_seconds_sum") < 2  # the first engineer dialled at once
+    rung = {outcome: metric("callcenter_calls_total", {"line": "out", "direction": "outbound", "outcome": outcome})
+            for outcome in ("no_answer", "busy", "completed")}
+    assert rung == {"no_answer": 3, "busy": 2, "completed": 1}  # the five rings and the manager's alert
 
 
 def test_an_engineer_whose_sip_address_does_not_resolve_is_skipped_at_once(site, monkeypatch):

@@ -108,6 +108,20 @@ def test_context_belongs_to_its_thread_and_ends_with_its_scope():
         log_context.note(phone="13800138000")
 
 
+def test_sip_timers_run_in_the_context_they_were_set_from():
+    from callcenter.sip.transaction import Timers
+
+    timers, seen, done = Timers("test"), [], threading.Event()
+    try:
+        with log_context.bound(call_id="a84b4c76e66710", line="hotline"):
+            timers.call_later(0.01, lambda: seen.append(log_context.current()))
+        timers.call_later(0.02, lambda: (seen.append(log_context.current()), done.set()))
+        assert done.wait(5)
+    finally:
+        timers.stop()
+    assert seen == [{"call_id": "a84b4c76e66710", "line": "hotline"}, {}]
+
+
 def test_log_settings_from_the_environment():
     settings = load_settings(environ={"CALLCENTER_LOG_FORMAT": "json", "CALLCENTER_NODE_NAME": "hotline-2"})
     assert (settings.log.format, settings.log.level, settings.node_name) == ("json", "INFO", "hotline-2")
@@ -156,6 +170,10 @@ def test_every_line_of_a_serve_run_with_a_call_is_json_with_the_calls_context(tm
     ended = one(r for r in call_lines if "ended (caller_hung_up)" in r["message"])
     assert ended["ticket"] == number  # known once the draft was saved, on every line after
     assert not [r for r in records if r.get("call_id") not in (None, sip_call_id)]
+    # The SIP user agent's own threads (receive, timers, RTP, hang-up) say which call and line, too.
+    sip_lines = [r for r in records if r["logger"] == "callcenter.sip" and sip_call_id in r["message"]]
+    assert len(sip_lines) >= 2 and [r for r in sip_lines if (r.get("call_id"), r.get("line")) !=
+                                    (sip_call_id, "hotline")] == []
     # Honest levels: an optional part left unconfigured is said once, at INFO; nothing here is an error.
     assert one(r for r in records if "no callout.line configured" in r["message"])["level"] == "INFO"
     assert one(r for r in records if "no alerts.webhook_url" in r["message"])["level"] == "INFO"

@@ -35,6 +35,7 @@ from callcenter.ivr.followup_dialler import (RING_SECONDS, FollowupServices, Sur
                                              repair_facts, survey_call)
 from callcenter.ivr.lines import Line, LineConfig
 from callcenter.ivr.prompts import Prompts
+from callcenter.metrics import Metrics
 from core import desk, followup, migrate, moves
 from core.calls import CallLog
 from core.base import Actor
@@ -98,6 +99,7 @@ class FollowupCall:
 
     def __init__(self, directory: Path, prompts: Prompts, resident: Resident, scheduled: bool):
         self.directory, self.resident, self.scheduled = directory, resident, scheduled
+        self.metrics = Metrics(process=False)  # what /metrics would show (callcenter/metrics.py)
         base = load_settings(environ={"CALLCENTER_DATA_DIR": str(directory / "data")})
         self.settings = replace(base, database=DatabaseSettings(url=f"sqlite:///{directory / 'callcenter.db'}"),
                                 followup=replace(base.followup, line="followup"))
@@ -129,7 +131,7 @@ class FollowupCall:
         try:
             if self.scheduled:
                 call_followup(self.followup_id, FollowupServices(self.services, self.sessions,
-                                                                 {"followup": self.line}.get))
+                                                                 {"followup": self.line}.get, self.metrics))
             else:
                 with self.sessions() as session:
                     repair = repair_facts(session.get(Ticket, self.ticket_id))
@@ -413,6 +415,7 @@ def test_a_scheduled_follow_up_rated_satisfied_makes_the_ticket_followed_up(foll
     assert (done.status, done.attempts, done.resolved, done.rating) == ("done", 1, True, "满意")
     record = follow_up.call_record()
     assert (done.call_record_id, record.ticket_id, record.outcome) == (record.id, ticket.id, "completed")
+    assert follow_up.metrics.registry.get_sample_value("callcenter_followups_total", {"status": "done"}) == 1
 
 
 @dialling(busy, scheduled=True)
@@ -420,6 +423,7 @@ def test_a_scheduled_follow_up_to_a_busy_phone_is_tried_again_later(follow_up):
     retry = follow_up.stored_followup()
     assert (retry.status, retry.attempts, retry.last_outcome) == ("scheduled", 1, "busy")
     assert retry.due_at >= CALLED + timedelta(minutes=follow_up.settings.followup.retry_minutes)
+    assert follow_up.metrics.registry.get_sample_value("callcenter_followups_total", {"status": "scheduled"}) == 1
     assert follow_up.ticket().status == "completed"
 
 

@@ -37,6 +37,7 @@ from callcenter.ivr.bridge import Meetings
 from callcenter.ivr.flows.callout import CalledOff, EngineerCall, Job, load_job
 from callcenter.ivr.lines import Call, DialError, Line
 from callcenter.ivr.prompts import Prompts
+from callcenter.metrics import NO_METRICS
 from core import log_context
 from core.callout_service import CallOutService
 from core.callouts import ACCEPTED, CallOutError, EmergencyReply
@@ -71,6 +72,7 @@ class CalloutRunner:
         self.find_line, self.clock, self.poll_seconds = find_line, clock, poll_seconds
         self.calls = CallLog(sessions)
         self.store = CallOutService(sessions, settings)
+        self.metrics = NO_METRICS  # the app's, set by the wiring (callcenter/app.py)
         self._ringers: dict[int, Ringer] = {}
         self._lock = threading.Lock()
         self._active = False
@@ -172,10 +174,14 @@ class CalloutRunner:
                 next_call = self.store.next_call(ringer.callout_id, self.clock())
                 decision = next_call.decision
                 if decision.action in (Action.RING, Action.LAST_RESORT):
+                    first_ring = self.store.first_ring_started(ringer.callout_id, next_call.attempt_id)
+                    if first_ring is not None:
+                        self.metrics.callout_first_ring.observe(max(0.0, (self.clock() - first_ring).total_seconds()))
                     self._ring(ringer, ticket_id, decision.step, next_call.attempt_id)
                 elif decision.action == Action.WAIT:
                     self._pause_until(decision.wait_until)
                 else:
+                    self._ended(ringer.callout_id)
                     if decision.action == Action.EXHAUSTED:
                         self._alert(ticket_id, decision.alert_contacts)
                     return
@@ -184,6 +190,12 @@ class CalloutRunner:
         finally:
             with self._lock:
                 self._ringers.pop(ringer.callout_id, None)
+
+    def _ended(self, callout_id: int) -> None:
+        """Count the call-out's final state (accepted, exhausted, stopped) where its chain ended."""
+        with self.sessions() as session:
+            state = session.scalar(select(CallOut.state).where(CallOut.id == callout_id))
+        self.metrics.callouts.labels(state or "unknown").inc()
 
     def _pause_until(self, until: datetime) -> None:
         """Another process is ringing a step: decide again when it may be over, or sooner when woken."""

@@ -16,6 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from callcenter.ivr.flows.survey import RepairFacts, SurveyServices, run_survey
 from callcenter.ivr.lines import DialError, Line
+from callcenter.metrics import NO_METRICS, Metrics
 from core import followup, log_context
 from core.followup import SurveyAnswers
 from core.followup_service import ClaimedFollowUp, FollowUpCalls
@@ -32,6 +33,7 @@ class FollowupServices:
     survey: SurveyServices
     sessions: sessionmaker
     line: Callable[[str], Line | None]  # a configured line by name (Telephony.line)
+    metrics: Metrics = NO_METRICS
 
 
 @dataclass
@@ -58,7 +60,8 @@ def call_followup(followup_id: int, services: FollowupServices) -> None:
     else:
         result = survey_call(line, phone, ticket_id, repair, services.survey)
     try:
-        store.record_call(followup_id, result.answers, result.no_contact, result.record_id, clock())
+        status = store.record_call(followup_id, result.answers, result.no_contact, result.record_id, clock())
+        services.metrics.followups.labels(status).inc()  # what the call left: done, scheduled again ...
     except followup.FollowUpError as error:  # a clerk recorded this follow-up by hand during the call
         log.warning("follow-up %s: call result not stored: %s (call record %s)", followup_id, error,
                     result.record_id)

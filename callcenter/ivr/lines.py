@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from callcenter.ivr.media import CODECS, BargeInDetector, PlayOutcome, PromptPlayer, WavRecorder
+from callcenter.metrics import NO_METRICS, Metrics
 from callcenter.sip.agent import MAX_RETRY_INTERVAL, UserAgent
 from callcenter.sip.dialog import CallState, Invitation, RefusedCall, SipCall
 from callcenter.sip.errors import CallEnded, DialError, RegistrationError, SipError
@@ -111,7 +112,7 @@ class LineConfig:
 class Line:
     def __init__(self, config: LineConfig, on_call: Callable[[Call], None] | None = None,
                  on_refused: Callable[[RefusedCall], None] = lambda refused: None,
-                 admit: Callable[[Invitation], int | None] | None = None):
+                 admit: Callable[[Invitation], int | None] | None = None, metrics: Metrics = NO_METRICS):
         """``on_refused`` hears of every INVITE the line refused before a flow ran (busy, codec, no
         thread), from the SIP thread: it must only queue. ``admit(invitation)`` is asked before a new
         INVITE rings (on the SIP thread: answer at once): a SIP code refuses it (503 when this node
@@ -119,6 +120,7 @@ class Line:
         self.config = config
         self.on_call = on_call
         self.on_refused = on_refused
+        self.metrics = metrics  # call set-up times (callcenter_call_setup_seconds)
         server = parse_host_port(config.server) if config.server else None
         allow = [parse_host_port(entry, default_port=0) for entry in config.allow]
         self._agent = UserAgent(
@@ -200,8 +202,10 @@ class Line:
         Raises DialError, whatever went wrong, with the SIP code when there was one: busy (486), no
         answer within ``timeout`` (408), called off by setting ``cancel`` while it rings (487); a
         target that does not parse or resolve fails at once."""
+        invited = time.monotonic()
         try:
             session = self._agent.dial(target, timeout, lambda session: Call(self, session), cancel)
+            self.metrics.call_setup.labels("outbound").observe(time.monotonic() - invited)
         except DialError:
             raise
         except Exception as error:
@@ -244,6 +248,7 @@ class Call:
         self.line = line
         self._session = session
         self.ended = threading.Event()
+        self._invited = time.monotonic()  # an inbound Call is made when its INVITE arrives
         self._lock = threading.Lock()
         self._frames_ready = threading.Condition(self._lock)
         self._frames: deque[bytes] = deque(maxlen=FRAME_BUFFER)
@@ -305,6 +310,7 @@ class Call:
     def answer(self) -> None:
         """200 OK now; CallEnded if the caller already cancelled."""
         self._session.answer()
+        self.line.metrics.call_setup.labels("inbound").observe(time.monotonic() - self._invited)
 
     def reject(self, code: int = 486) -> None:
         self._session.reject(code)

@@ -107,7 +107,7 @@ class Telephony:
             config, flow = line_config(table)
             on_call = (lambda call: answer_hotline(call, hotline)) if flow == "hotline" else None
             self.lines.append(Line(config, on_call=on_call, on_refused=self._refused_on(config.name),
-                                   admit=admit if flow != "none" else None))
+                                   admit=admit if flow != "none" else None, metrics=hotline.metrics))
 
     def _refused_on(self, line: str) -> Callable[[RefusedCall], None]:
         def queue_it(refused: RefusedCall) -> None:

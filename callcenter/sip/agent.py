@@ -42,6 +42,7 @@ from callcenter.sip.sdp import SdpError, parse_sdp
 from callcenter.sip.transaction import TRANSACTION_TIMEOUT, Timers
 from callcenter.sip.transport import SipEndpoint
 from callcenter.sip.uri import Address, resolve, uri_of, user_of
+from core import log_context
 
 log = logging.getLogger("callcenter.sip")
 
@@ -254,7 +255,8 @@ class UserAgent:
     def _on_request(self, request: SipMessage, source: Address) -> None:
         call = self._calls.get(request.call_id) or self._ended.get(request.call_id)
         if call is not None:
-            self._in_dialog(call, request, source)
+            with log_context.bound(call_id=call.call_id):
+                self._in_dialog(call, request, source)
             return
         method = request.method
         if method == "ACK":
@@ -264,7 +266,8 @@ class UserAgent:
         elif not self.allowed(source):  # the peer of another call may talk to us about that call only
             self.guard.drop("not_allowed", source)
         elif method == "INVITE":
-            self._incoming(request, source)
+            with log_context.bound(call_id=request.call_id[:128]):  # a new call, also one refused
+                self._incoming(request, source)
         elif method == "OPTIONS":  # PBX health checks (pyVoIP answered nothing)
             self.send(build_response(request, 200, to_tag=new_tag(),
                                      headers=[f"Allow: {ALLOW}", "Accept: application/sdp"]), source)

@@ -12,6 +12,7 @@ call's slot, its RTP port and threads, and tells the listener, whichever step fa
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import re
@@ -297,7 +298,8 @@ class SipCall:
             if outcome:
                 self.end_outcome = outcome
             self.hangup(reason)
-        threading.Thread(target=run, name=f"hangup {self.call_id}", daemon=True).start()
+        threading.Thread(target=contextvars.copy_context().run, args=(run,), name=f"hangup {self.call_id}",
+                         daemon=True).start()
 
     def request_destination(self) -> Address:
         """Where an in-dialog request goes (RFC 3261 §12.2.1.1): the first Route, else the remote

@@ -12,6 +12,7 @@ sending and sends nothing for ``timeout`` seconds is reported once through ``on_
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import random
@@ -82,8 +83,10 @@ class RtpStream:
             raise
         sock.settimeout(0.2)
         self._sock, self._running = sock, True
-        self._threads = [threading.Thread(target=self._receive, name=f"rtp-recv {self.call_id}", daemon=True),
-                         threading.Thread(target=self._transmit, name=f"rtp-send {self.call_id}", daemon=True)]
+        # Each thread logs in the context of whoever started the stream (the call's id and line).
+        self._threads = [threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                                          name=f"rtp-{kind} {self.call_id}", daemon=True)
+                         for kind, work in (("recv", self._receive), ("send", self._transmit))]
         for thread in self._threads:
             thread.start()
 

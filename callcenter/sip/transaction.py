@@ -3,6 +3,7 @@ final response, and that response handed to whoever waits for it."""
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import itertools
 import logging
@@ -19,10 +20,12 @@ TRANSACTION_TIMEOUT = 64 * T1  # timers B, F, H
 
 
 class Scheduled:
-    __slots__ = ("action", "cancelled")
+    __slots__ = ("action", "cancelled", "context")
 
     def __init__(self, action: Callable[[], None]):
         self.action, self.cancelled = action, False
+        # Run in the context it was scheduled from: a call's timers log with its call_id (core.log_context).
+        self.context = contextvars.copy_context()
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -76,7 +79,7 @@ class Timers:
                 entry = heapq.heappop(self._heap)[2]
             if not entry.cancelled:
                 try:
-                    entry.action()
+                    entry.context.run(entry.action)
                 except Exception:
                     log.exception("timer action failed")
 

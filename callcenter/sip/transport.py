@@ -25,6 +25,7 @@ from callcenter.sip.guard import Guard
 from callcenter.sip.message import MAX_DATAGRAM, SipMessage, StartLine, build_response, new_tag, start_line
 from callcenter.sip.transaction import ClientTransaction, Timers
 from callcenter.sip.uri import Address
+from core import log_context
 
 log = logging.getLogger("callcenter.sip")
 
@@ -119,6 +120,10 @@ class SipEndpoint:
     # ---- receiving
 
     def _receive_loop(self) -> None:
+        with log_context.bound(line=self.name):  # every line this thread logs names its line
+            self._receive()
+
+    def _receive(self) -> None:
         while self._running:
             try:
                 data, source = self._sock.recvfrom(65535)
@@ -167,8 +172,11 @@ class SipEndpoint:
                 self.on_request(message, source)
             else:
                 transaction = self._transactions.get((message.branch, message.cseq[1]))
-                if transaction:
+                if transaction and transaction.method in ("REGISTER", "OPTIONS"):  # the line's, no call's
                     transaction.receive(message)
+                elif transaction:
+                    with log_context.bound(call_id=message.call_id[:128]):
+                        transaction.receive(message)
         except Exception:
             self.guard.error(f"failed handling {message.method or message.status_code} from {source[0]}:{source[1]} "
                              f"(call {message.call_id[:80]})")

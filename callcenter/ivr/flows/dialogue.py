@@ -18,6 +18,7 @@ from callcenter.asr.stream import Final, Partial, Recognizer
 from callcenter.ivr.media import PlayOutcome, rms
 
 log = logging.getLogger("callcenter.ivr")
+GOODBYE_PAUSE = 0.8  # seconds between the goodbye's last packet and the hang-up
 
 
 
@@ -125,6 +126,13 @@ class Dialogue:
                 for frame in self._buffered_frames():
                     overheard(frame)
         return outcome
+
+    def say_goodbye(self, pcm: bytes) -> None:
+        """The last prompt before the flow hangs up: played whole, then ``GOODBYE_PAUSE`` of quiet.
+        ``play`` returns as the last packet leaves; the caller's phone still has that much in its
+        jitter buffer, and drops it when the BYE arrives: without the pause 「再见」 is cut short."""
+        self.say(pcm)
+        time.sleep(GOODBYE_PAUSE)
 
     def _buffered_frames(self):
         """The caller's audio received and not yet read, without waiting for more."""

@@ -22,6 +22,7 @@ from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
 from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded, SipError
+from callcenter.metrics import NO_METRICS, Metrics
 from core import log_context
 from core.callouts import CallOutState, EmergencyReply
 from core.calls import CallLog
@@ -67,6 +68,7 @@ class HotlineServices:
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     # This node's recogniser streams (asr.max_streams); None: no limit kept (no model, or a test).
     streams: StreamSlots | None = None
+    metrics: Metrics = NO_METRICS  # this app's (callcenter/metrics.py); the lines count into it too
 
 
 @dataclass
@@ -189,7 +191,7 @@ class HotlineCall:
         self.told_number = True
         if self.meeting is not None:
             hold_for_engineer(d, p, self.meeting, self.callout_state)
-        d.say(p["hotline.goodbye"])
+        d.say_goodbye(p["hotline.goodbye"])
         return CallOutcome.COMPLETED
 
     # -- steps -----------------------------------------------------------------------------
@@ -303,6 +305,8 @@ class HotlineCall:
             f.description = (f.description + "；" if f.description else "") + heard.text
             f.merge(triage(f.description, self.local_now(), self.services.settings))
         self.save("描述问题")
+        if heard.spoke and heard.end:  # heard.end: where the speech ended, on the dialogue's clock
+            self.services.metrics.speech_to_saved.observe(max(0.0, self.dialogue.offset() - heard.end))
         if f.urgency == Urgency.EMERGENCY:
             self.raise_emergency()
 
@@ -378,7 +382,7 @@ class HotlineCall:
             d.say(p["hotline.ticket_not_found"])
         else:
             d.say(p.say("hotline.ticket_status_prefix", f"pieces.status_{status.value}"))
-        d.say(p["hotline.goodbye"])
+        d.say_goodbye(p["hotline.goodbye"])
         return CallOutcome.COMPLETED
 
     def desk_transfer(self) -> None:

@@ -190,7 +190,7 @@ class SurveyCall:
         a.rating = rating
         if self.take_comment():
             return self.opt_out()
-        self.dialogue.say(p["survey.thanks"])
+        self.dialogue.say_goodbye(p["survey.thanks"])
         return CallOutcome.COMPLETED
 
     def introduce(self) -> None:
@@ -230,5 +230,5 @@ class SurveyCall:
 
     def opt_out(self) -> CallOutcome:
         self.answers.opted_out = True
-        self.dialogue.say(self.prompts["survey.opted_out"])
+        self.dialogue.say_goodbye(self.prompts["survey.opted_out"])
         return CallOutcome.OPTED_OUT
