@@ -23,6 +23,7 @@ OUTCOMES = {
     "media_timeout": "语音中断（收不到对方语音包）",  # no RTP for rtp_timeout_seconds: the line ended the call
     "no_input": "无应答输入",
     "transferred": "已转前台",
+    "incident": "已告知停水停电等事件，计入该事件",  # core.incidents: counted, no ticket
     "busy": "线路忙（已拒接）",
     "cancelled": "未接通即挂断",
     "rejected": "来源不允许",

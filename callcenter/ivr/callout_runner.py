@@ -136,7 +136,7 @@ class CalloutRunner:
         try:
             with self.sessions() as session, session.begin():
                 callout, attached = callouts.start_or_attach(session, ticket_id, HOTLINE, self.clock(), self.settings)
-                callout_id = callout.id
+                callout_id = callout.id if callout is not None else None  # None: attached to an incident
         except CallOutError as error:
             log.warning("ticket %d: no emergency call-out: %s", ticket_id, error)
             return None

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import core.incident_store  # noqa: F401 (its tables are part of the schema)
 from core.store import Base
 
 connection = context.config.attributes.get("connection")

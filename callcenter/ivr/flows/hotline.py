@@ -18,6 +18,7 @@ from callcenter.asr.stream import Recognizer
 from callcenter.ivr.bridge import Meeting, Meetings, bridge
 from callcenter.ivr.flows.call_record import FlowRecord
 from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
+from callcenter.ivr.flows.incident_notice import IncidentNotice, JoinedIncident
 from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded, SipError
@@ -25,6 +26,7 @@ from core import log_context
 from core.callouts import latest_callout
 from core.calls import CallLog
 from core.desk import resident_by_phone
+from core.incidents import Place
 from core.intake import DraftFacts, PhoneDrafts
 from core.numerals import compact_spaces, normalize_numbers
 from core.settings import Settings
@@ -85,6 +87,7 @@ class HotlineCall:
     meeting: Meeting | None = None  # while the caller may still be put through to the engineer
     provisional_description: str = ""  # taken from a partial result; the final replaces it
     told_number: bool = False  # the caller has heard the ticket number: hanging up now is the normal end
+    incident: IncidentNotice | None = None  # an open outage announced, the caller counted on it
 
     def __post_init__(self) -> None:
         s = self.services
@@ -109,9 +112,14 @@ class HotlineCall:
                 return
             s.calls.update(record_id, answered_at=s.clock())
             self.record.start_recording(call, self.dialogue)
+            self.incident = IncidentNotice(self)
             outcome = self.converse()
+        except JoinedIncident:
+            outcome = "incident"
         except (HungUp, CallEnded):
             outcome = "completed" if self.told_number else "caller_hung_up"
+            if self.incident is not None and self.incident.joined:
+                outcome = "incident"
         except Transferred:
             outcome = "transferred"
         except Exception:
@@ -125,15 +133,19 @@ class HotlineCall:
         if self.meeting is not None:
             s.meetings.close(self.meeting)
         try:
-            if self.ticket_id is not None or self.record.utterances or self.facts.room or self.facts.area:
-                self.save("通话结束" if outcome == "completed" else "通话中断")
+            counted = self.incident is not None and self.incident.joined  # on an incident: no ticket
+            if not counted and (self.ticket_id is not None or self.record.utterances or self.facts.room
+                                or self.facts.area):
+                self.save("通话结束" if outcome == "completed" else "通话中断", final=True)
         except Exception:
             log.exception("call %s: could not save the draft at the end", self.call.call_id)
         s.calls.update(self.record.record_id, ticket_id=self.ticket_id)
         self.record.close(outcome, confirmed=sorted(self.facts.confirmed))
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
-    def save(self, step: str) -> None:
+    def save(self, step: str, final: bool = False) -> None:
+        if not final and self.incident is not None and self.incident.holds_draft():
+            return  # the caller may belong to an open incident: no ticket until that is known
         self.ticket_id, self.number = self.services.drafts.save(self.ticket_id, self.facts, self.services.clock(), step)
         log_context.note(ticket=self.number)
         if self.record is not None:
@@ -142,8 +154,10 @@ class HotlineCall:
     def converse(self) -> str:
         d, p = self.dialogue, self.prompts
         d.say(p["hotline.greeting"], barge_in=True)
-        d.say(p["hotline.menu"], barge_in=True)
-        heard = self.listen_for_problem(max_seconds=self.config.max_description_seconds, no_input_seconds=5)
+        heard = self.incident.after_greeting(self.caller_id_place())
+        if heard is None:
+            d.say(p["hotline.menu"], barge_in=True)
+            heard = self.listen_for_problem(max_seconds=self.config.max_description_seconds, no_input_seconds=5)
         if heard.keys == "2":
             return self.tell_ticket_status()
         if heard.keys == "0":
@@ -151,8 +165,10 @@ class HotlineCall:
         if heard.spoke and not heard.keys:
             self.take_description(heard)  # the caller started with the problem itself
         self.establish_address()
+        self.place_known(final=False)
         if not self.facts.description and not self.utterances_of("problem"):
             self.ask_problem()
+        self.place_known(final=True)
         if self.emergency_raised:
             attached = self.emergency_reply == EmergencyReply.ATTACHED
             d.say(p["hotline.emergency_attached" if attached else "hotline.emergency_notice"])
@@ -193,6 +209,23 @@ class HotlineCall:
             if self.address_said() and self.read_back_address():
                 return
         self.keypad_address()
+
+    def caller_id_place(self) -> Place:
+        """The building the caller ID's directory entry names (not verified: see ``knows_the_room``)."""
+        resident = self.lookup_resident()
+        return Place(resident.building, resident.unit, resident.room) if resident is not None else Place()
+
+    def place_known(self, final: bool) -> None:
+        """Where and what are known: an incident of that kind there counts the caller (JoinedIncident);
+        otherwise the draft held back for that question is written now, its emergency acted on."""
+        f = self.facts
+        how = ("keypad" if "address_keypad" in f.confirmed else
+               "caller_id" if CALLER_ID_CONFIRMED in f.confirmed else "speech")
+        self.incident.join_if_same(how, final)
+        if self.ticket_id is None and not self.incident.holds_draft() and (f.description or f.room or f.area):
+            self.save("地址已知")
+            if f.urgency == Urgency.EMERGENCY:
+                self.raise_emergency()
 
     def knows_the_room(self, room: str) -> bool:
         """A caller ID is easy to forge on VoIP, and numbers are given up and handed on: it proves
@@ -303,8 +336,8 @@ class HotlineCall:
             self.raise_emergency()
 
     def raise_emergency(self) -> None:
-        if self.emergency_raised:
-            return
+        if self.emergency_raised or self.ticket_id is None:
+            return  # no draft yet (held for an incident): raised once it is written (place_known)
         self.emergency_raised = True
         s = self.services
         # Open before the engineer is rung, so whoever accepts knows the caller is still on the line.
