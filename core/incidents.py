@@ -27,7 +27,7 @@ from core.desk import Actor, NotFound, ValidationError
 from core.incident_store import Incident, IncidentCaller
 from core.settings import Settings
 from core.store import Ticket
-from core.tickets import DESK, Status, Urgency
+from core.tickets import DESK, Status, TransitionError, Urgency
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ CALL_BACK_STATES = {"pending": "待回电", "calling": "回电中", "called": "�
 HOTLINE_NAME = desk.HOTLINE.name
 
 
-class IncidentError(ValueError):
+class IncidentError(TransitionError):
     """An incident action that cannot be done (the API answers 409); the message is Chinese."""
 
 
@@ -85,21 +85,16 @@ def kind_of_text(text: str, now: datetime, settings: Settings) -> str | None:
 # --- the desk ---------------------------------------------------------------------------------------
 
 
-def declare(session: Session, *, kind: str, buildings: list[str], area: str = "", action: str = "repairing",
-            note: str = "", expected_end: datetime | None = None, actor: Actor, now: datetime,
-            ticket_id: int | None = None) -> Incident:
-    """Open an incident; ``ticket_id``: declared from that ticket (it becomes the first caller)."""
-    if actor.role not in DESK and actor != desk.HOTLINE:
-        raise IncidentError("只有前台或主管可以发布停水停电等事件")
+def check(kind: str, buildings: list[str], area: str, action: str, note: str, expected_end: datetime | None,
+          now: datetime) -> dict[str, str]:
+    """What is wrong with a declaration, field by field (empty: nothing)."""
     errors: dict[str, str] = {}
     if kind not in KINDS:
         errors["kind"] = "请选择事件类型（停水、停电、电梯停运、停气）"
     if action not in ACTIONS:
         errors["action"] = "请选择处理情况"
-    buildings = [str(b).strip() for b in buildings if str(b).strip()]
-    if len(buildings) > MAX_BUILDINGS or any(len(b) > 16 for b in buildings):
+    if len(buildings) > MAX_BUILDINGS or any(len(str(b)) > 16 for b in buildings):
         errors["buildings"] = f"楼号最多 {MAX_BUILDINGS} 个，每个不超过 16 个字符"
-    area = (area or "").strip()
     if not buildings and not area:
         errors["buildings"] = "请填写楼号或区域"
     if len(area) > 32:
@@ -108,6 +103,18 @@ def declare(session: Session, *, kind: str, buildings: list[str], area: str = ""
         errors["note"] = f"说明不超过 {desk.NOTE_LIMIT} 个字"
     if expected_end is not None and expected_end <= now:
         errors["expected_end"] = "预计恢复时间应晚于现在"
+    return errors
+
+
+def declare(session: Session, *, kind: str, buildings: list[str], area: str = "", action: str = "repairing",
+            note: str = "", expected_end: datetime | None = None, actor: Actor, now: datetime,
+            ticket_id: int | None = None) -> Incident:
+    """Open an incident; ``ticket_id``: declared from that ticket (it becomes the first caller)."""
+    if actor.role not in DESK and actor != desk.HOTLINE:
+        raise IncidentError("只有前台或主管可以发布停水停电等事件")
+    buildings = [str(b).strip() for b in buildings if str(b).strip()]
+    area = (area or "").strip()
+    errors = check(kind, buildings, area, action, note, expected_end, now)
     if errors:
         raise ValidationError(errors)
     ticket = desk.get_ticket(session, ticket_id) if ticket_id is not None else None
@@ -162,6 +169,12 @@ def listing(session: Session, open_only: bool = False, limit: int = 100) -> list
     if open_only:
         query = query.where(Incident.closed_at.is_(None))
     return list(session.scalars(query.order_by(Incident.closed_at.is_not(None), Incident.opened_at.desc()).limit(limit)))
+
+
+def proposal(ticket: Ticket, now: datetime, settings: Settings) -> dict:
+    """What the desk's 「发布事件」 on a ticket starts from: the kind its words describe, its building."""
+    return {"ticket_id": ticket.id, "kind": kind_of_text(ticket.description, now, settings),
+            "buildings": [ticket.building] if ticket.building else [], "area": ticket.area, "action": "repairing"}
 
 
 # --- the one rule: which incident a caller belongs to ------------------------------------------------
