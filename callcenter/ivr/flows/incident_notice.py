@@ -16,9 +16,9 @@ Kept apart from hotline.py, which calls in at three points:
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 
-from callcenter.asr.grammar import YES_NO, match_answer
 from callcenter.ivr.flows.dialogue import Heard, HungUp
 from callcenter.ivr.prompts import Prompts
 from core import incidents
@@ -28,7 +28,10 @@ from core.incidents import Place
 log = logging.getLogger("callcenter.ivr")
 
 PAUSE = b"\x00\x00" * 1200  # 0.15 s between the announcement's clauses
-ACKNOWLEDGED = ("知道了", "知道", "好的", "好", "明白", "明白了", "谢谢", "行", "嗯", "晓得了")
+# Words that only acknowledge (「好的，知道了，谢谢」): said alone, the caller has heard what they called about.
+ACKNOWLEDGED = sorted(("知道了", "知道", "好的", "好", "明白了", "明白", "谢谢你", "谢谢", "行", "嗯", "晓得了", "晓得",
+                       "收到", "了解", "哦", "噢", "那好", "是的", "是", "对", "没事了", "没事", "那就这样", "啊", "吧"),
+                      key=len, reverse=True)
 
 
 class JoinedIncident(Exception):
@@ -44,6 +47,14 @@ def announcement(prompts: Prompts, incident: Incident, place: Place, now: dateti
         spoken += PAUSE + prompts["incident.expected_prefix"] + prompts.when(incident.expected_end.astimezone(tz), now, say_today=False)
         spoken += prompts["incident.expected_suffix"]
     return spoken + PAUSE
+
+
+def acknowledges(text: str) -> bool:
+    """Nothing but acknowledgements (「好的，知道了，谢谢」); 「是不是漏水了」 is not one."""
+    rest = re.sub(r"[\s，。！？、,.!?]", "", text)
+    for word in ACKNOWLEDGED:
+        rest = rest.replace(word, "")
+    return bool(text.strip()) and not rest
 
 
 class IncidentNotice:
@@ -101,8 +112,8 @@ class IncidentNotice:
     def same_or_acknowledged(self, text: str, kind: str) -> bool:
         if not text:
             return True  # a sound with no words: nothing else was asked for
-        if len(text) <= 4 and (text in ACKNOWLEDGED or match_answer(text, YES_NO) == "yes"):
-            return True  # short: 「是不是漏水了」 is not a yes
+        if acknowledges(text):
+            return True
         return incidents.kind_of_text(text, self.hotline.local_now(), self.hotline.services.settings) == kind
 
     # -- later in the call
