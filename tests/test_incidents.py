@@ -191,3 +191,24 @@ def test_declared_from_a_ticket_it_is_the_first_caller_and_only_once(sessions, s
         declare(sessions, ticket_id=ticket_id)
     with sessions() as session:
         assert len(session.scalars(select(IncidentCaller)).all()) == 1
+
+
+def test_the_call_backs_go_to_the_follow_up_dialler_in_calling_hours_only(sessions, settings, engine):
+    from core.jobs import Jobs
+
+    incident_id = declare(sessions)
+    with sessions() as session, session.begin():
+        incident = incidents.get(session, incident_id)
+        caller = incidents.attach_call(session, incident, at=START, phone="13800138000", call_record_id=None,
+                                       place=Place("3"), words="", how="caller_id")
+        caller_id = caller.id
+        incidents.close(session, incident_id, CLERK, START, call_back=True)
+    dialled = []
+    night = START.replace(hour=23)
+    assert Jobs(settings, engine, dialled.append, clock=lambda: night).followup_tick() == []
+    handed = Jobs(settings, engine, dialled.append, clock=lambda: START.replace(hour=10)).followup_tick()
+    assert handed == [("incident", caller_id)]
+    deadline = datetime.now().timestamp() + 5
+    while not dialled and datetime.now().timestamp() < deadline:
+        pass
+    assert dialled == [("incident", caller_id)]
