@@ -12,7 +12,11 @@ from __future__ import annotations
 import logging
 
 from callcenter.ivr.flows.dialogue import Dialogue, HungUp
-from callcenter.ivr.followup_dialler import RING_SECONDS, FollowupServices, call_followup
+from callcenter.ivr.followup_dialler import (
+    RING_SECONDS,
+    FollowupServices,
+    call_followup,
+)
 from callcenter.ivr.lines import CallEnded, DialError
 from core import incidents, log_context
 

@@ -11,7 +11,15 @@ import logging
 
 from aiohttp import web
 
-from callcenter.web.context import SETTINGS, allow, current_user, json_body, json_response, now, run_db
+from callcenter.web.context import (
+    SETTINGS,
+    allow,
+    current_user,
+    json_body,
+    json_response,
+    now,
+    run_db,
+)
 from callcenter.web.live import FEED
 from callcenter.web.serialize import local_iso
 from core import desk, incidents
