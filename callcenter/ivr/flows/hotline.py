@@ -322,8 +322,8 @@ class HotlineCall:
 
     def watch_for_emergency(self, partial: str) -> None:
         """Called on every partial result: an emergency is acted on before the caller finishes."""
-        if self.emergency_raised:
-            return
+        if self.emergency_raised or (self.ticket_id is None and self.facts.urgency == Urgency.EMERGENCY):
+            return  # raised already, or held until the place is known (incidents): once is enough
         draft = triage(partial, self.local_now(), self.services.settings)
         if draft.urgency == Urgency.EMERGENCY:
             self.facts.urgency = Urgency.EMERGENCY
