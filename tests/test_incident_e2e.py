@@ -143,3 +143,51 @@ def test_a_stranger_keys_the_address_and_is_counted_when_it_is_the_same_outage(m
     assert one(u for u in record.transcript["utterances"] if u["step"] == "problem")["text"] == NO_WATER
     with hotline.sessions() as session:
         assert session.scalars(select(Incident)).one().closed_at is None
+
+
+def test_closing_with_a_call_back_rings_the_counted_resident_with_the_news(settings, sessions, sipp, tmp_path,
+                                                                           prompts):  # noqa: F811
+    from dataclasses import replace
+
+    from callcenter.ivr.flows.survey import SurveyServices
+    from callcenter.ivr.followup_dialler import FollowupServices
+    from callcenter.ivr.incident_callback import dial_outbound
+    from callcenter.ivr.lines import Line, LineConfig
+    from core.calls import CallLog
+    from core.incidents import Place
+    from core.store import CallRecord
+
+    capture = RtpCapture()
+    phone = sipp.start("engineer_answers", timeout=60, params={
+        "media_ip": LOOPBACK, "media_port": capture.port, "ring_ms": 300, "bye_timeout_ms": 40000,
+        "pcap": CallerScript().write_pcap(tmp_path / "resident.pcap", 20)}).wait_ready()
+    rtp = free_udp_ports(10)
+    line = Line(LineConfig(name="outbound", mode="trunk", listen=f"{LOOPBACK}:{free_udp_ports()}", allow=[LOOPBACK],
+                           rtp_ports=(rtp, rtp + 9)), on_call=None)
+    line.start()
+    settings = replace(settings, followup=replace(settings.followup, line="outbound"))
+    contact = f"sip:resident@{LOOPBACK}:{phone.port}"
+    try:
+        now = datetime.now(timezone.utc)
+        with sessions() as session, session.begin():
+            incident = incidents.get(session, incidents.declare(session, kind="water", buildings=["3"], actor=CLERK,
+                                                                now=now).id)
+            caller_id = incidents.attach_call(session, incident, at=now, phone=contact, call_record_id=None,
+                                              place=Place("3", "2", "1101"), words="", how="caller_id").id
+            incidents.close(session, incident.id, CLERK, now, call_back=True)
+        services = FollowupServices(SurveyServices(settings, prompts, CallLog(sessions), None), sessions,
+                                    lambda name: line if name == "outbound" else None)
+        dial_outbound(("incident", caller_id), services)
+        assert phone.wait(30) == 0, phone.report()
+        assert capture.heard(prompts.address("3") + prompts["incident.restored_water"])
+        assert capture.heard(prompts["incident.call_back_end"])
+    finally:
+        line.stop()
+        capture.close()
+    with sessions() as session:
+        caller = session.get(incidents.IncidentCaller, caller_id)
+        record = session.get(CallRecord, caller.call_back_record_id)
+        assert caller.call_back_state == "called"
+        assert (record.direction, record.called, record.outcome) == ("outbound", contact, "completed")
+    dial_outbound(("incident", caller_id), services)  # done: nobody is rung twice
+    assert len(phone.received("INVITE")) == 1
