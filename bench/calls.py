@@ -22,6 +22,15 @@ same moment: the worst case for the recogniser.
     .venv/bin/python bench/calls.py --engine korean      # the real Vosk engine, Korean test model
     .venv/bin/python bench/calls.py --calls 5,10 --engine chinese   # CALLCENTER_ASR_MODEL_PATH
 
+The ``outage`` round (``--round outage``) is issue 17's building-wide outage: 3号楼停水 is declared,
+and 30 residents of building 3 (each known by caller ID) call within a minute, one every 2 s. Most
+hang up once they have heard 「三号楼目前停水，正在抢修，预计…恢复」; every fifth says 「知道了」 over
+「如果是其他问题…」. Printed: calls answered, counted on the incident, new tickets (must be 0), each
+call's length (must be under 20 s), and how much the recogniser was used (recognisers made, and
+how many heard speech).
+
+    .venv/bin/python bench/calls.py --round outage
+
 Needs sipp, espeak-ng, sox, and root (SIPp plays the callers' pcap through a raw socket).
 """
 
@@ -46,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import select  # noqa: E402
 
 from callcenter.asr.model import load_model  # noqa: E402
-from callcenter.ivr.flows.hotline import HotlineServices, answer_hotline  # noqa: E402
+from callcenter.ivr.flows.hotline import HotlineServices, answer_hotline, caller_number  # noqa: E402
 from callcenter.ivr.lines import Line, LineConfig  # noqa: E402
 from callcenter.ivr.media import PCMU, RtpPacket  # noqa: E402
 from callcenter.ivr.prompts import Prompts  # noqa: E402
@@ -126,9 +135,13 @@ def main() -> None:
     parser.add_argument("--max-latency", type=float, default=4.0,
                         help="seconds from the caller's last word to the saved description that still count as clean")
     parser.add_argument("--verbose", action="store_true", help="log every call's steps")
+    parser.add_argument("--round", choices=("load", "outage"), default="load",
+                        help="load: N simultaneous repair calls; outage: 30 callers during an open incident")
     parser.add_argument("--queue-frames", type=int, default=None,
                         help="try another OUTGOING_FRAMES (prompt audio queued ahead of the RTP sender)")
     args = parser.parse_args()
+    if args.round == "outage":
+        return outage_round()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     if args.verbose:
         logging.getLogger("callcenter.ivr").setLevel(logging.INFO)
@@ -249,6 +262,104 @@ def main() -> None:
               f"{best or 'none'}")
     finally:
         if run is not None:
+            run.stop()
+        receiver.stop()
+        line.stop()
+        engine.dispose()
+
+
+OUTAGE_CALLERS, OUTAGE_SPACING = 30, 2.0  # 30 residents of one building within a minute
+OUTAGE_HANG_UP_AT = 15.5  # after 「…预计…恢复」, during 「如果是其他问题…」
+OUTAGE_ACK_AT, OUTAGE_ACK = 14.6, "知道了"  # said over 「如果是其他问题…」 (barge-in)
+OUTAGE_ACK_EVERY = 5  # every 5th caller says it; the others hang up
+OUTAGE_MAX_SECONDS = 20.0
+
+
+def outage_round() -> None:
+    """3号楼停水 is open; 30 residents call, none may leave a ticket, each call under 20 s."""
+    from datetime import datetime, timedelta, timezone
+
+    from core import incidents
+    from core.desk import Actor
+    from core.incident_store import Incident
+    from core.tickets import Role
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    work = Path(tempfile.mkdtemp(prefix="bench-outage-"))
+    base = load_settings(environ={"CALLCENTER_DATA_DIR": str(work / "data")})
+    settings = replace(base, database=DatabaseSettings(url=f"sqlite:///{work / 'callcenter.db'}"))
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    sessions = make_session_factory(engine)
+    phones = [f"138001{n:05d}" for n in range(OUTAGE_CALLERS)]
+    now = datetime.now(timezone.utc)
+    with sessions() as session, session.begin():
+        session.add_all([Resident(phone=phone, name=f"住户{n}", building="3", unit=str(n % 4 + 1),
+                                  room=f"{n // 4 + 1:02d}01") for n, phone in enumerate(phones)])
+        incident_id = incidents.declare(session, kind="water", buildings=["3"], action="repairing",
+                                        actor=Actor("desk", Role.FRONTDESK), now=now,
+                                        expected_end=now + timedelta(hours=3)).id
+    ack = voice(OUTAGE_ACK, work)
+    ack_script = utterance_script("知道 了", len(ack) / 16000)
+    made, heard = [], []
+
+    def new_recognizer(grammar):
+        made.append(grammar)
+        return OnsetScripted(lambda: heard.append(1) or ack_script)
+
+    services = HotlineServices(settings, Prompts(), PhoneDrafts(sessions, settings), CallLog(sessions), new_recognizer)
+    rtp = free_udp_ports(2 * OUTAGE_CALLERS + 20)
+    line = Line(LineConfig("bench", mode="trunk", listen=f"{LOOPBACK}:{free_udp_ports()}", allow=[LOOPBACK],
+                           max_calls=OUTAGE_CALLERS, rtp_ports=(rtp, rtp + 2 * OUTAGE_CALLERS + 19)),
+                on_call=lambda call: answer_hotline(call, services))
+    line.start()
+    hang_up = CallerScript().write_pcap(work / "hang_up.pcap", OUTAGE_HANG_UP_AT + 1)
+    acknowledging = CallerScript()
+    acknowledging.speak(OUTAGE_ACK_AT, ack, "ack")
+    acknowledges = acknowledging.write_pcap(work / "ack.pcap", 30)
+    sipp, runs = Sipp(work), []
+    receiver = Receiver()
+    started = time.monotonic()
+    try:
+        for n, phone in enumerate(phones):
+            time.sleep(max(0.0, started + n * OUTAGE_SPACING - time.monotonic()))
+            params = {"caller": phone, "bye_timeout_ms": 60000, "media_ip": LOOPBACK, "media_port": receiver.port}
+            if n % OUTAGE_ACK_EVERY == OUTAGE_ACK_EVERY - 1:
+                runs.append(sipp.start("hotline_caller", line.config.listen, port=free_udp_ports(), timeout=60,
+                                       params={**params, "pcap": acknowledges}))
+            else:
+                runs.append(sipp.start("hotline_caller_hangs_up", line.config.listen, port=free_udp_ports(),
+                                       timeout=60, params={**params, "pcap": hang_up,
+                                                           "hold_ms": int(OUTAGE_HANG_UP_AT * 1000)}))
+        codes = [run.wait(90) for run in runs]
+        spread = time.monotonic() - started
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with sessions() as session:
+                if session.scalar(select(CallRecord.id).where(CallRecord.outcome == "in_progress").limit(1)) is None:
+                    break
+            time.sleep(0.2)
+        with sessions() as session:
+            records = list(session.scalars(select(CallRecord).order_by(CallRecord.id)))
+            tickets = session.scalar(select(Ticket.id).limit(1))
+            counted = len(session.get(Incident, incident_id).callers)
+        acknowledgers = {phone for n, phone in enumerate(phones) if n % OUTAGE_ACK_EVERY == OUTAGE_ACK_EVERY - 1}
+        lengths = sorted((r.ended_at - r.started_at).total_seconds() for r in records if r.ended_at)
+        acked = sorted((r.ended_at - r.started_at).total_seconds() for r in records
+                       if r.ended_at and caller_number(r.caller) in acknowledgers)
+        answered = sum(1 for r in records if r.answered_at)
+        outcomes = sorted({r.outcome for r in records})
+        clean = (codes.count(0) == OUTAGE_CALLERS and answered == OUTAGE_CALLERS and tickets is None
+                 and counted == OUTAGE_CALLERS and lengths and max(lengths) < OUTAGE_MAX_SECONDS)
+        print(f"outage: {OUTAGE_CALLERS} callers from 3号楼 in {spread:.0f} s during an open 停水; sipp ok "
+              f"{codes.count(0)}/{OUTAGE_CALLERS}; answered {answered}; counted on the incident {counted}; "
+              f"new tickets {0 if tickets is None else 'SOME'}; outcomes {outcomes}")
+        print(f"of which {len(acked)} said 「{OUTAGE_ACK}」: length {', '.join(f'{x:.1f}' for x in acked)} s")
+        print(f"call length median {statistics.median(lengths or [0]):.1f} s, max {max(lengths or [0]):.1f} s "
+              f"(limit {OUTAGE_MAX_SECONDS:.0f} s); recognisers made {len(made)} for {OUTAGE_CALLERS} calls, "
+              f"{len(heard)} heard speech" + ("" if clean else "  <- NOT CLEAN"))
+    finally:
+        for run in runs:
             run.stop()
         receiver.stop()
         line.stop()

@@ -23,7 +23,8 @@ from callcenter.ivr.bridge import Meetings
 from callcenter.ivr.callout_runner import CalloutRunner
 from callcenter.ivr.flows.hotline import HotlineServices
 from callcenter.ivr.flows.survey import SurveyServices
-from callcenter.ivr.followup_dialler import FollowupServices, call_followup
+from callcenter.ivr.followup_dialler import FollowupServices
+from callcenter.ivr.incident_callback import dial_outbound
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.service import Telephony, recognizer_factory
 from callcenter.metrics import NO_METRICS, CountedCallLog, Metrics
@@ -118,7 +119,8 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
     dial_followup = None
     if settings.followup.line:
         survey = SurveyServices(settings, prompts, hotline.calls, new_recognizer, clock, streams)
-        dial_followup = partial(call_followup, services=FollowupServices(survey, sessions, telephony.line, metrics))
+        # Follow-ups and incident call-backs (「已恢复供水」) share the pool and the line.
+        dial_followup = partial(dial_outbound, services=FollowupServices(survey, sessions, telephony.line, metrics))
     return Voice(telephony, callouts, dial_followup)
 
 

@@ -47,12 +47,13 @@ class CallOutService:
         self.sessions = sessions
         self.settings = settings
 
-    def start_or_attach(self, ticket_id: int, now: datetime) -> tuple[int, bool]:
-        """A hotline caller's emergency: (the call-out's id, True if it joined one under way).
+    def start_or_attach(self, ticket_id: int, now: datetime) -> tuple[int | None, bool]:
+        """A hotline caller's emergency: (the call-out's id, True if it joined one under way); the id
+        is None when the ticket joined an outage's incident instead (core.incidents: nobody is paged).
         Raises ``callouts.CallOutError`` when the ticket cannot have one."""
         with self.sessions() as session, session.begin():
             callout, attached = callouts.start_or_attach(session, ticket_id, HOTLINE, now, self.settings)
-            return callout.id, attached
+            return (callout.id if callout is not None else None), attached
 
     def ringing(self) -> set[int]:
         """The ids of every call-out still ringing (in any process)."""
@@ -68,6 +69,11 @@ class CallOutService:
     def next_call(self, callout_id: int, now: datetime) -> NextCall:
         with self.sessions() as session, session.begin():
             return callouts.next_call(session, callout_id, now, self.settings)
+
+    def state(self, callout_id: int) -> CallOutState | None:
+        with self.sessions() as session:
+            state = session.scalar(select(CallOut.state).where(CallOut.id == callout_id))
+            return CallOutState(state) if state else None
 
     def first_ring_started(self, callout_id: int, attempt_id: int | None) -> datetime | None:
         """When the call-out started, if ``attempt_id`` is its first ring (else None): the time to first ring."""

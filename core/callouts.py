@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core import alerts, desk, dispatch, moves
+from core import alerts, desk, dispatch, incidents, moves
 from core.base import Actor, NotFound
 from core.claims import Conflict, claim
 from core.desk import CALLOUT
@@ -232,12 +232,21 @@ def same_incident(session: Session, ticket: Ticket, now: datetime, settings: Set
 
 
 def start_or_attach(session: Session, ticket_id: int, actor: Actor, now: datetime,
-                    settings: Settings) -> tuple[CallOut, bool]:
-    """An emergency reported on the phone: one call-out per incident. A report of the same fault at
-    the same place as a call-out under way (``same_incident``) is attached to it, an event on the
-    new ticket naming the other, and nobody is paged again; otherwise a call-out starts for it.
-    Returns the call-out and whether the ticket was attached."""
+                    settings: Settings) -> tuple[CallOut | None, bool]:
+    """An emergency reported on the phone: one call-out per incident. A building's outage (停水, 停电,
+    电梯停运, 停气) belongs to an incident by ``core.incidents.incident_for``, the one rule the
+    hotline's callers are counted by too: the ticket is attached to it and nobody is paged (no
+    call-out: None). Another fault at the same place as a call-out under way (``same_incident``: a
+    burst main) is attached to that call-out, an event on the new ticket naming the other; otherwise
+    a call-out starts for it. Returns the call-out and whether the ticket was attached."""
     ticket = desk.get_ticket(session, ticket_id)
+    kind = incidents.kind_of_text(ticket.description, now, settings)
+    place = incidents.Place(ticket.building, ticket.unit, ticket.room, ticket.area)
+    outage = incidents.incident_for(session, place, kind, now, settings, exclude_ticket_id=ticket.id)
+    if outage is not None:
+        incidents.attach_ticket(session, outage, ticket, now)
+        log.info("ticket %s attached to incident %d: nobody paged", ticket.number, outage.id)
+        return None, True
     incident = same_incident(session, ticket, now, settings)
     if incident is None:
         return start_callout(session, ticket_id, actor, now, settings), False

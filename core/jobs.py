@@ -31,7 +31,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
-from core import followup, nodes
+from core import followup, incidents, nodes
+from core.calling_hours import CallingHours
 from core.daily_list import keep_daily_list, last_cutoff_day
 from core.db import make_session_factory, utcnow
 from core.lease import Lease
@@ -147,6 +148,7 @@ class Jobs:
             followup.recover_stale_calls(session, now, self.settings)
             free = self.calls.free() if self.calls else self.settings.followup.max_calls
             due = followup.due_followups(session, now, self.settings, limit=free) if free else []
+            due += self._incident_call_backs(session, now, free - len(due))
         if not due:
             return []
         if self.calls is None:
@@ -156,6 +158,13 @@ class Jobs:
                 self._told_no_dialler = True
             return []
         return self.calls.hand_out(due)
+
+    def _incident_call_backs(self, session, now: datetime, free: int) -> list[tuple[str, int]]:
+        """Closed incidents' call-backs (「已恢复供水」), in the follow-ups' pool and calling hours (any day:
+        the residents asked about it): ("incident", caller id) items for the dialler."""
+        if free <= 0 or not CallingHours.of(self.settings).is_open(now, rest_day_agreed=True):
+            return []
+        return [("incident", caller.id) for caller in incidents.pending_call_backs(session, free)]
 
     def _next_on_free_line(self) -> None:
         if self.scheduler is not None and self.scheduler.running:  # never after stop()

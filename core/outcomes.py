@@ -17,6 +17,7 @@ class CallOutcome(StrEnum):
     MEDIA_TIMEOUT = "media_timeout"  # no RTP for rtp_timeout_seconds: the line ended the call
     NO_INPUT = "no_input"
     TRANSFERRED = "transferred"
+    INCIDENT = "incident"  # told of an open outage (core.incidents) and counted on it: no ticket
     BUSY = "busy"
     CANCELLED = "cancelled"
     REJECTED = "rejected"
@@ -37,6 +38,7 @@ CALL_OUTCOME_NAMES = {
     CallOutcome.MEDIA_TIMEOUT: "语音中断（收不到对方语音包）",
     CallOutcome.NO_INPUT: "无应答输入",
     CallOutcome.TRANSFERRED: "已转前台",
+    CallOutcome.INCIDENT: "已告知停水停电等事件，计入该事件",
     CallOutcome.BUSY: "线路忙（已拒接）",
     CallOutcome.CANCELLED: "未接通即挂断",
     CallOutcome.REJECTED: "来源不允许",

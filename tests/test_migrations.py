@@ -4,6 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+import core.incident_store  # noqa: F401 (models outside core.store are part of the schema)
 from core import migrate
 from core.models import Base
 from core.store import make_engine

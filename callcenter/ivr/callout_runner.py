@@ -193,8 +193,7 @@ class CalloutRunner:
 
     def _ended(self, callout_id: int) -> None:
         """Count the call-out's final state (accepted, exhausted, stopped) where its chain ended."""
-        with self.sessions() as session:
-            state = session.scalar(select(CallOut.state).where(CallOut.id == callout_id))
+        state = self.store.state(callout_id)
         self.metrics.callouts.labels(state or "unknown").inc()
 
     def _pause_until(self, until: datetime) -> None:

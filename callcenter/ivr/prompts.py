@@ -82,9 +82,10 @@ class Prompts:
             return self[relative]
         return self.number(moment.month) + self["pieces.month"] + self.number(moment.day) + self["pieces.day"]
 
-    def when(self, moment: datetime, now: datetime) -> bytes:
-        """今天下午三点半 / 明天上午十点 / 十一月二十四日上午九点 (moment and now in local time)."""
-        parts = [self.day(moment, now)]
+    def when(self, moment: datetime, now: datetime, say_today: bool = True) -> bytes:
+        """今天下午三点半 / 明天上午十点 / 十一月二十四日上午九点 (moment and now in local time);
+        without ``say_today`` today's times are just 下午三点半."""
+        parts = [self.day(moment, now) if say_today or moment.date() != now.date() else b""]
         hour = moment.hour
         period = "morning" if hour < 12 else ("afternoon" if hour < 18 else "evening")
         spoken_hour = hour if hour <= 12 else hour - 12

@@ -19,6 +19,7 @@ from callcenter.ivr.bridge import Meeting, Meetings, bridge
 from callcenter.ivr.flows.call_record import FlowRecord
 from callcenter.ivr.flows.callback_number import establish_callback_number, put_on_callback_list
 from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
+from callcenter.ivr.flows.incident_notice import IncidentNotice, JoinedIncident
 from callcenter.ivr.flows.put_through import hold_for_engineer
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded, SipError
@@ -27,6 +28,7 @@ from core import log_context
 from core.callouts import CallOutState, EmergencyReply
 from core.calls import CallLog
 from core.base import in_windows
+from core.incidents import Place
 from core.intake import DraftFacts, PhoneDrafts
 from core.numerals import compact_spaces, normalize_numbers
 from core.outcomes import CallOutcome
@@ -87,6 +89,7 @@ class HotlineCall:
     menu_keys: str = ""  # keyed over the greeting and menu (for the call-back list: how far they got)
     slot: StreamSlot | None = None  # the recogniser stream this call holds until it ends
     recognisers_busy: bool = False  # all were taken when it came: keys and the recording only
+    incident: IncidentNotice | None = None  # an open outage announced, the caller counted on it
 
     def __post_init__(self) -> None:
         s = self.services
@@ -126,9 +129,14 @@ class HotlineCall:
                 return
             s.calls.update(record_id, answered_at=s.clock())
             self.record.start_recording(call, self.dialogue)
+            self.incident = IncidentNotice(self)
             outcome = self.converse()
+        except JoinedIncident:
+            outcome = CallOutcome.INCIDENT
         except (HungUp, CallEnded):
             outcome = CallOutcome.COMPLETED if self.told_number else CallOutcome.CALLER_HUNG_UP
+            if self.incident is not None and self.incident.joined:
+                outcome = CallOutcome.INCIDENT
         except Transferred:
             outcome = CallOutcome.TRANSFERRED
         except Exception:
@@ -142,8 +150,10 @@ class HotlineCall:
         if self.meeting is not None:
             s.meetings.close(self.meeting)
         try:
-            if self.ticket_id is not None or self.record.utterances or self.facts.room or self.facts.area:
-                self.save("通话结束" if outcome == CallOutcome.COMPLETED else "通话中断")
+            counted = self.incident is not None and self.incident.joined  # on an incident: no ticket
+            if not counted and (self.ticket_id is not None or self.record.utterances or self.facts.room
+                                or self.facts.area):
+                self.save("通话结束" if outcome == CallOutcome.COMPLETED else "通话中断", final=True)
         except Exception:
             log.exception("call %s: could not save the draft at the end", self.call.call_id)
         s.calls.update(self.record.record_id, ticket_id=self.ticket_id)
@@ -157,7 +167,9 @@ class HotlineCall:
                           without_speech="recognisers_busy" if self.recognisers_busy else None)
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
-    def save(self, step: str) -> None:
+    def save(self, step: str, final: bool = False) -> None:
+        if not final and self.incident is not None and self.incident.holds_draft():
+            return  # the caller may belong to an open incident: no ticket until that is known
         self.ticket_id, self.number = self.services.drafts.save(self.ticket_id, self.facts, self.services.clock(), step)
         log_context.note(ticket=self.number)
         if self.record is not None:
@@ -166,10 +178,12 @@ class HotlineCall:
     def converse(self) -> CallOutcome:
         d, p = self.dialogue, self.prompts
         d.say(p["hotline.greeting"], barge_in=True)
-        if self.recognisers_busy:
-            d.say(p["hotline.recognisers_busy"])  # not skipped by a key: it says why to use the keys
-        d.say(p["hotline.menu"], barge_in=True)
-        heard = self.listen_for_problem(max_seconds=self.config.max_description_seconds, no_input_seconds=5)
+        heard = self.incident.after_greeting(self.caller_id_place())  # an outage in the caller's building
+        if heard is None:
+            if self.recognisers_busy:
+                d.say(p["hotline.recognisers_busy"])  # not skipped by a key: it says why to use the keys
+            d.say(p["hotline.menu"], barge_in=True)
+            heard = self.listen_for_problem(max_seconds=self.config.max_description_seconds, no_input_seconds=5)
         self.menu_keys = heard.keys
         if heard.keys == "2":
             return self.tell_ticket_status()
@@ -178,8 +192,10 @@ class HotlineCall:
         if heard.spoke and not heard.keys:
             self.take_description(heard)  # the caller started with the problem itself
         self.establish_address()
+        self.place_known(final=False)
         if not self.facts.description and not self.utterances_of(PROBLEM):
             self.ask_problem()
+        self.place_known(final=True)
         if self.emergency_raised:
             attached = self.emergency_reply == EmergencyReply.ATTACHED
             d.say(p["hotline.emergency_attached" if attached else "hotline.emergency_notice"])
@@ -221,6 +237,23 @@ class HotlineCall:
             if self.facts.address_said and self.read_back_address():
                 return
         self.keypad_address()
+
+    def caller_id_place(self) -> Place:
+        """The building the caller ID's directory entry names (not verified: see ``knows_the_room``)."""
+        resident = self.lookup_resident()
+        return Place(resident.building, resident.unit, resident.room) if resident is not None else Place()
+
+    def place_known(self, final: bool) -> None:
+        """Where and what are known: an incident of that kind there counts the caller (JoinedIncident);
+        otherwise the draft held back for that question is written now, its emergency acted on."""
+        f = self.facts
+        how = ("keypad" if "address_keypad" in f.confirmed else
+               "caller_id" if CALLER_ID_CONFIRMED in f.confirmed else "speech")
+        self.incident.join_if_same(how, final)
+        if self.ticket_id is None and not self.incident.holds_draft() and (f.description or f.room or f.area):
+            self.save("地址已知")
+            if f.urgency == Urgency.EMERGENCY:
+                self.raise_emergency()
 
     def knows_the_room(self, room: str) -> bool:
         """A caller ID is easy to forge on VoIP, and numbers are given up and handed on: it proves
@@ -312,8 +345,8 @@ class HotlineCall:
 
     def watch_for_emergency(self, partial: str) -> None:
         """Called on every partial result: an emergency is acted on before the caller finishes."""
-        if self.emergency_raised:
-            return
+        if self.emergency_raised or (self.ticket_id is None and self.facts.urgency == Urgency.EMERGENCY):
+            return  # raised already, or held until the place is known (incidents): once is enough
         draft = triage(partial, self.local_now(), self.services.settings)
         if draft.urgency == Urgency.EMERGENCY:
             self.facts.urgency = Urgency.EMERGENCY
@@ -326,8 +359,8 @@ class HotlineCall:
             self.raise_emergency()
 
     def raise_emergency(self) -> None:
-        if self.emergency_raised:
-            return
+        if self.emergency_raised or self.ticket_id is None:
+            return  # no draft yet (held for an incident): raised once it is written (place_known)
         self.emergency_raised = True
         s = self.services
         # Open before the engineer is rung, so whoever accepts knows the caller is still on the line.
