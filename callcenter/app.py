@@ -23,6 +23,7 @@ from callcenter.ivr.callout_runner import CalloutRunner
 from callcenter.ivr.flows.hotline import HotlineServices
 from callcenter.ivr.flows.survey import SurveyServices
 from callcenter.ivr.followup_dialler import FollowupServices, call_followup
+from callcenter.ivr.notice_calls import NoticeServices
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.service import Telephony, recognizer_factory
 from callcenter.web.app import create_app
@@ -36,6 +37,7 @@ from core.nodes import NodeHeartbeat
 from core.settings import Settings
 from core.store import User, make_session_factory
 from core.triage import Triage
+from core.watch_jobs import NoticeCalls
 
 log = logging.getLogger("callcenter")
 
@@ -85,6 +87,7 @@ class Voice:
     telephony: Telephony
     callouts: CalloutRunner
     dial_followup: Callable[[int], None] | None = None
+    notices: NoticeCalls | None = None  # a complaint's manager ring, a late arrival's apology (core.watch_jobs)
 
     def start(self) -> None:
         self.telephony.start()
@@ -111,7 +114,8 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
     if settings.followup.line:
         survey = SurveyServices(settings, prompts, hotline.calls, new_recognizer, clock)
         dial_followup = partial(call_followup, services=FollowupServices(survey, sessions, telephony.line))
-    return Voice(telephony, callouts, dial_followup)
+    notices = NoticeServices(settings, sessions, prompts, calls, telephony.line, callouts, clock).as_notice_calls()
+    return Voice(telephony, callouts, dial_followup, notices)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -145,7 +149,7 @@ def build_app(settings: Settings) -> web.Application:
         await asyncio.to_thread(voice.stop)
 
     app.cleanup_ctx.append(run_telephony)
-    jobs = Jobs(settings, engine, dial_followup=voice.dial_followup)
+    jobs = Jobs(settings, engine, dial_followup=voice.dial_followup, notice_calls=voice.notices)
     app[HEALTH]["scheduler"] = jobs.health
 
     async def run_jobs(_app):

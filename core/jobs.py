@@ -1,5 +1,6 @@
-"""Scheduled jobs: the follow-up tick, the 17:00 list, the recording clean-up (APScheduler 3),
-and closing the calls of nodes that died.
+"""Scheduled jobs: the follow-up tick, the watch over complaints and late arrivals
+(core.watch_jobs), the 17:00 list, the recording clean-up (APScheduler 3), and closing the calls
+of nodes that died.
 
 Any number of nodes may share the database; the jobs run on exactly one of them at a time, the
 holder of the ``scheduler`` lease (core.lease). Every node with ``scheduler.owner`` (the default)
@@ -37,6 +38,7 @@ from core.lease import Lease
 from core.recordings import delete_old_recordings
 from core.settings import Settings
 from core.store import make_session_factory, scheduler_jobs, utcnow
+from core.watch_jobs import WATCH_TICK_SECONDS, NoticeCalls, Watches
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ class Jobs:
     """The scheduled jobs of one deployment, run by the node that holds the scheduler's lease."""
 
     def __init__(self, settings: Settings, engine: Engine, dial_followup: DialFollowup | None = None,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, notice_calls: NoticeCalls | None = None):
         self.settings = settings
         self.engine = engine
         self.sessions = make_session_factory(engine)
@@ -122,6 +124,7 @@ class Jobs:
         self.calls = FollowupCalls(dial_followup, settings.followup.max_calls) if dial_followup else None
         if self.calls is not None:
             self.calls.on_line_free = self._next_on_free_line
+        self.watches = Watches(settings, self.sessions, clock, notice_calls, FollowupCalls)
         self.scheduler: BackgroundScheduler | None = None
         # The holder names this process: its node, and a random part (two processes may share a node name).
         self.lease = Lease(self.sessions, "scheduler", f"{settings.node_name}/{secrets.token_hex(4)}",
@@ -159,6 +162,10 @@ class Jobs:
         if self.scheduler is not None and self.scheduler.running:  # never after stop()
             self.followup_tick()
 
+    def watch_tick(self) -> dict[str, list[int]]:
+        """Complaints nobody acted on, arrivals that slipped: noticed, and their calls handed out."""
+        return self.watches.tick()
+
     def keep_daily_list(self) -> None:
         """The 17:00 list of open tickets, kept as it stood (core.daily_list)."""
         now = self.clock()
@@ -186,6 +193,7 @@ class Jobs:
         hour, minute = RECORDING_CLEANUP_AT
         return {
             "followup_tick": IntervalTrigger(seconds=FOLLOWUP_TICK_SECONDS, timezone=tz),
+            "watch_tick": IntervalTrigger(seconds=WATCH_TICK_SECONDS, timezone=tz),
             "keep_daily_list": CronTrigger(hour=report.hour, minute=report.minute, timezone=tz),
             "clean_recordings": CronTrigger(hour=hour, minute=minute, timezone=tz),
         }
@@ -272,6 +280,7 @@ class Jobs:
                 log.exception("scheduler lease: could not release it (it runs out by itself)")
         if self.calls is not None:
             self.calls.stop()
+        self.watches.stop()
 
     def health(self) -> dict[str, Any]:
         """For /api/health: may this node run the jobs, does it now, who does, when each runs next."""

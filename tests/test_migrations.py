@@ -5,6 +5,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from core import migrate
+import core.store_watch  # noqa: F401 - its tables are part of the schema
 from core.store import Base, make_engine
 
 

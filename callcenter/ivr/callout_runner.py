@@ -277,6 +277,14 @@ class CalloutRunner:
         p = self.prompts
         alert = p["callout.alert_unanswered"] + p.address(job.building, job.unit, job.room, job.area)
         alert += p[f"pieces.cat_{job.category}"]
+        for contact, answered in self.ring_contacts(ticket_id, contacts, alert):
+            self._note_alert(ticket_id, contact, "已接听" if answered else "未接通")
+
+    def ring_contacts(self, ticket_id: int, contacts: tuple[str, ...], message: bytes) -> list[tuple[str, bool]]:
+        """Ring each contact once on ``callout.line`` and play ``message`` to whoever answers (the
+        managers' alert calls: this one, and a complaint nobody acted on). Each ring leaves a call
+        record on the ticket; returns (contact, answered) for each."""
+        rung = []
         for contact in contacts:
             started = self.clock()
             try:
@@ -285,16 +293,17 @@ class CalloutRunner:
                 log.error("ticket %d: alert to %s failed: %s", ticket_id, contact, error)
                 outcome = Outcome(error.outcome) if isinstance(error, DialError) else Outcome.FAILED
                 self._note_call(ticket_id, contact, started, None, outcome)
-                self._note_alert(ticket_id, contact, "未接通")
+                rung.append((contact, False))
                 continue
             answered_at = self.clock()
             try:
-                call.play(alert)
+                call.play(message)
             finally:
                 call.hangup()
             log.warning("ticket %d: alert to %s delivered", ticket_id, contact)
             self._note_call(ticket_id, contact, started, call, Outcome.ACCEPTED, answered_at)  # they heard it
-            self._note_alert(ticket_id, contact, "已接听")
+            rung.append((contact, True))
+        return rung
 
     def _note_alert(self, ticket_id: int, contact: str, result: str) -> None:
         with self.sessions() as session, session.begin():

@@ -18,6 +18,7 @@ from callcenter.web import (
     api_roster,
     api_tickets,
     api_triage,
+    api_watch,
     auth,
     live,
     pages,
@@ -46,7 +47,8 @@ def create_app(settings: Settings, sessions: sessionmaker,
     app[api_triage.TRIAGE] = Triage.for_settings(settings)  # a bad triage.words_file raises here
     app[live.FEED] = live.ChangeFeed(app)
     for table in (auth.routes, api_tickets.routes, api_calls.routes, api_admin.routes, api_audit.routes, live.routes,
-                  api_roster.routes, api_callout.routes, api_followups.routes, api_triage.routes, pages.routes):
+                  api_roster.routes, api_callout.routes, api_followups.routes, api_triage.routes, api_watch.routes,
+                  pages.routes):
         app.add_routes(table)
     app.router.add_static("/static/", pages.STATIC, append_version=True)
     app.cleanup_ctx.append(live.feed_context)

@@ -30,6 +30,9 @@ def local_iso(value: datetime | None, tz: ZoneInfo) -> str | None:
     return value.astimezone(tz).isoformat(timespec="seconds") if value else None
 
 
+from callcenter.web.serialize_watch import watch_fields  # noqa: E402 - it uses local_iso above
+
+
 TICKET_FIELDS = (
     "id", "number", "status", "urgency", "channel", "category", "reporter_name", "phone",
     "building", "unit", "room", "area", "description", "received_by", "is_vip", "is_paid",
@@ -58,6 +61,7 @@ def ticket_json(ticket: Ticket, tz: ZoneInfo, now: datetime, role: Role | None =
         address=address_text(ticket),
         overdue=bool(ticket.due_at and ticket.due_at < now),
     )
+    data.update(watch_fields(ticket, tz))  # complaint, eta_slip, eta_late
     if role is not None:
         data["actions"] = [
             {"to": to.value, "label": rule.label, "needs_engineer": rule.needs_engineer,

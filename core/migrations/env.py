@@ -3,6 +3,7 @@
 from alembic import context
 
 from core.store import Base
+import core.store_watch  # noqa: F401,E402 - its tables are part of the schema
 
 connection = context.config.attributes.get("connection")
 if connection is None:
