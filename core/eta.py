@@ -43,6 +43,9 @@ STATUS_NAMES = {PENDING: "待致电住户", CALLING: "正在致电住户", CALLE
 OUTCOMES = {"answered": "已接听", "no_answer": "无人接听", "busy": "占线", "voicemail": "语音信箱", "failed": "呼叫失败"}
 STALE_CALL_MINUTES = 10  # the apology is a few seconds long; a claim this old never reported back
 WATCHED = (Status.ACCEPTED,)
+# A promise missed this long ago is not apologised for by phone: the engineer most likely forgot to
+# press 到场 (or the service was off), and the ticket is overdue on the desk's queue anyway.
+MAX_LATE_HOURS = 12
 
 
 class SlipError(TransitionError):
@@ -77,7 +80,9 @@ def detect(session: Session, now: datetime, settings: Settings) -> list[EtaSlip]
     found = []
     for ticket in session.scalars(select(Ticket).where(Ticket.status.in_(WATCHED), Ticket.arrived_at.is_(None))):
         promised, slipped = promised_arrival(ticket, settings), slip_time(ticket, settings)
-        if slipped is None or now < slipped or any(s.promised_at == promised for s in ticket.eta_slips):
+        if slipped is None or now < slipped or now - promised > timedelta(hours=MAX_LATE_HOURS):
+            continue
+        if any(s.promised_at == promised for s in ticket.eta_slips):
             continue
         slip = _record(session, ticket, promised, now, settings)
         if slip is not None:

@@ -94,6 +94,12 @@ def test_a_slip_is_noticed_once_told_to_the_desk_and_the_group_chat(sessions, wa
     assert "承诺到场 11-23 10:30，已超过 20 分钟仍未到场" in alert.text and "10:53 自动致电住户" in alert.text
 
 
+def test_a_promise_missed_long_ago_is_not_phoned_about(sessions, watched, engineer):
+    """An old ticket nobody marked 到场 (or a service that was off for a day) calls nobody at start."""
+    accepted(sessions, watched, engineer, reported=at(10, day=22))
+    assert detect(sessions, watched, at(10, 31, day=22) + timedelta(hours=eta.MAX_LATE_HOURS)) == []
+
+
 def test_the_apology_call_goes_out_once_and_its_outcome_is_on_the_ticket(sessions, watched, engineer):
     ticket_id = accepted(sessions, watched, engineer)
     detect(sessions, watched, at(10, 50))
