@@ -126,6 +126,7 @@ def handle(session: Session, ticket_id: int, actor: Actor, note: str, now: datet
     session.refresh(complaint)
     desk.record_event(complaint.ticket, actor, now, "complaint", note="投诉已处理" + (f"：{note}" if note else ""),
                       data={"complaint_id": complaint.id, "handled": True})
+    session.flush()  # the event's id for the answer
     log.info("ticket %s: complaint %d handled by %s", complaint.ticket.number, complaint.id, actor.name)
     return complaint
 

@@ -167,6 +167,7 @@ def stop(session: Session, ticket_id: int, actor: Actor, now: datetime) -> EtaSl
         raise SlipError("致歉电话已经拨出，无法取消" if calling or slip is not None else "这张维修单没有待拨的致歉电话")
     session.refresh(slip)
     desk.record_event(ticket, actor, now, "eta_slip", note="前台取消了到场超时致歉电话", data={"eta_slip_id": slip.id})
+    session.flush()  # the event's id for the answer
     log.info("ticket %s: slip call stopped by %s", ticket.number, actor.name)
     return slip
 

@@ -60,5 +60,5 @@ def test_the_manager_handles_a_complaint_and_the_desk_stops_a_late_arrivals_call
     assert "晚到" in row.text
     open_ticket(browser_a, live_server, late["id"])
     wait(browser_a, shown("#eta-call-stop")).click()
-    wait(browser_a, lambda d: "前台已取消致歉电话" in css(d, "#watch-panel").text)
+    wait(browser_a, lambda d: "前台已取消致电" in css(d, "#watch-panel").text)
     assert call(browser_a, "GET", f"/api/tickets/{late['id']}")["data"]["eta_slip"]["status"] == "stopped"
