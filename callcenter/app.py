@@ -25,6 +25,7 @@ from callcenter.ivr.flows.hotline import HotlineServices
 from callcenter.ivr.flows.survey import SurveyServices
 from callcenter.ivr.followup_dialler import FollowupServices
 from callcenter.ivr.incident_callback import dial_outbound
+from callcenter.ivr.notice_calls import NoticeServices
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.service import Telephony, recognizer_factory
 from callcenter.metrics import NO_METRICS, CountedCallLog, Metrics
@@ -40,6 +41,7 @@ from core.nodes import NodeHeartbeat
 from core.settings import Settings
 from core.store import User, make_session_factory
 from core.triage import Triage
+from core.watch_jobs import NoticeCalls
 
 log = logging.getLogger("callcenter")
 
@@ -89,6 +91,7 @@ class Voice:
     telephony: Telephony
     callouts: CalloutRunner
     dial_followup: Callable[[int], None] | None = None
+    notices: NoticeCalls | None = None  # a complaint's manager ring, a late arrival's apology (core.watch_jobs)
 
     def start(self) -> None:
         self.telephony.start()
@@ -121,7 +124,8 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
         survey = SurveyServices(settings, prompts, hotline.calls, new_recognizer, clock, streams)
         # Follow-ups and incident call-backs (「已恢复供水」) share the pool and the line.
         dial_followup = partial(dial_outbound, services=FollowupServices(survey, sessions, telephony.line, metrics))
-    return Voice(telephony, callouts, dial_followup)
+    notices = NoticeServices(settings, sessions, prompts, calls, telephony.line, callouts, clock).as_notice_calls()
+    return Voice(telephony, callouts, dial_followup, notices)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -159,7 +163,7 @@ def build_app(settings: Settings) -> web.Application:
         await asyncio.to_thread(voice.stop)
 
     app.cleanup_ctx.append(run_telephony)
-    jobs = Jobs(settings, engine, dial_followup=voice.dial_followup)
+    jobs = Jobs(settings, engine, dial_followup=voice.dial_followup, notice_calls=voice.notices)
     app[HEALTH]["scheduler"] = jobs.health
     metrics.state.scheduler_owner = lambda: jobs.lease_held
 

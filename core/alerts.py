@@ -12,10 +12,11 @@ claimed again later by any node (it may then go out twice; it is never lost).
 An event noticed by several nodes at once (no scheduler owner) has the same ``key`` on each: the
 unique key makes it one row. Without ``alerts.webhook_url`` nothing is recorded.
 
-The four kinds, each one call where the event is known::
+The kinds, each one call where the event is known::
 
     callout_exhausted(session, callout, ticket, now, settings)     core.callouts (exhausted)
-    followup_unhappy(session, followup, outcome, now, settings)    core.followup (返修 and alert)
+    followup_unhappy(session, followup, outcome, now, settings, complaint)  core.followup (返修, 投诉)
+    eta_slip(session, slip, now, settings)                         core.eta (an engineer is late)
     line_down(session, line, node, down_since, detail, now, settings)  the line watcher
     no_scheduler_owner(session, since, now, settings)              the scheduler lease watcher
 
@@ -36,14 +37,15 @@ from sqlalchemy.orm import Session
 from core import dispatch
 from core.settings import Settings
 from core.store import CallOut, FollowUp, OutboxAlert, Ticket
+from core.store_watch import Complaint, EtaSlip
 from core.tickets import CATEGORY_NAMES, URGENCY_NAMES, address_text
 
 log = logging.getLogger(__name__)
 
-CALLOUT_EXHAUSTED, FOLLOWUP_UNHAPPY, LINE_DOWN, NO_SCHEDULER_OWNER, TEST = (
-    "callout_exhausted", "followup_unhappy", "line_down", "no_scheduler_owner", "test")
-KINDS = {CALLOUT_EXHAUSTED: "紧急呼叫无人接单", FOLLOWUP_UNHAPPY: "回访不满意", LINE_DOWN: "线路故障",
-         NO_SCHEDULER_OWNER: "定时任务无人执行", TEST: "测试消息"}
+CALLOUT_EXHAUSTED, FOLLOWUP_UNHAPPY, LINE_DOWN, NO_SCHEDULER_OWNER, TEST, ETA_SLIP = (
+    "callout_exhausted", "followup_unhappy", "line_down", "no_scheduler_owner", "test", "eta_slip")
+KINDS = {CALLOUT_EXHAUSTED: "紧急呼叫无人接单", FOLLOWUP_UNHAPPY: "回访不满意（投诉）", LINE_DOWN: "线路故障",
+         NO_SCHEDULER_OWNER: "定时任务无人执行", TEST: "测试消息", ETA_SLIP: "维修人员到场超时"}
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 SEND_TIMEOUT_SECONDS = 10  # one HTTP post to the robot
 CLAIM_SECONDS = 60  # a claimed alert not reported back within this is due again (its sender died)
@@ -95,7 +97,7 @@ def _who_was_rung(callout: CallOut) -> str:
     return "、".join(rung) or "无人可呼叫（值班表无人或线路未配置）"
 
 
-# --- the four kinds ---------------------------------------------------------------------------------
+# --- the kinds ---------------------------------------------------------------------------------
 
 
 def callout_exhausted(session: Session, callout: CallOut, ticket: Ticket, now: datetime,
@@ -109,8 +111,9 @@ def callout_exhausted(session: Session, callout: CallOut, ticket: Ticket, now: d
 
 
 def followup_unhappy(session: Session, followup: FollowUp, outcome: str, now: datetime,
-                     settings: Settings) -> OutboxAlert | None:
-    """A resident is unhappy or the problem is not solved: what they said and what was done."""
+                     settings: Settings, complaint: Complaint | None = None) -> OutboxAlert | None:
+    """A resident is unhappy or the problem is not solved: what they said, the recording's page
+    (the console asks for a login: recordings are personal data), what was done, the complaint's limit."""
     ticket = followup.ticket
     solved = {True: "问题已解决", False: "问题未解决", None: "未回答是否解决"}[followup.resolved]
     rating = f"评价「{followup.rating}」" if followup.rating else "未评价"
@@ -118,8 +121,36 @@ def followup_unhappy(session: Session, followup: FollowUp, outcome: str, now: da
     text = message(FOLLOWUP_UNHAPPY, settings, *_ticket_lines(ticket), engineer,
                    f"回访结果：{solved}，{rating}",
                    f"住户意见：{followup.comment}" if followup.comment else "",
-                   f"处理：{outcome}", "请主管今日跟进。")
+                   _recording_line(ticket, followup.call_record_id, settings),
+                   f"处理：{outcome}", _complaint_line(complaint, settings), "请主管今日跟进。")
     return record(session, FOLLOWUP_UNHAPPY, f"followup:{followup.id}", text, now, settings, ticket.id)
+
+
+def eta_slip(session: Session, slip: EtaSlip, now: datetime, settings: Settings) -> OutboxAlert | None:
+    """An accepted ticket's engineer is late: the desk and the managers know before the resident calls."""
+    ticket, tz = slip.ticket, settings.tz
+    engineer = f"维修人员：{ticket.engineer.name}" if ticket.engineer else ""
+    late = int((now - slip.promised_at).total_seconds() // 60)
+    call = (f"将于 {slip.call_at.astimezone(tz):%H:%M} 自动致电住户致歉，前台可在维修单页面取消"
+            if slip.status == "pending" else "不自动致电住户，请前台联系住户")
+    text = message(ETA_SLIP, settings, *_ticket_lines(ticket), engineer,
+                   f"承诺到场 {slip.promised_at.astimezone(tz):%m-%d %H:%M}，已超过 {late} 分钟仍未到场",
+                   call, f"维修单：{settings.web.console_url(f'/tickets/{ticket.id}')}")
+    return record(session, ETA_SLIP, f"eta:{slip.id}", text, now, settings, ticket.id)
+
+
+def _recording_line(ticket: Ticket, call_record_id: int | None, settings: Settings) -> str:
+    if call_record_id is None:
+        return ""
+    return f"回访录音（需登录）：{settings.web.console_url(f'/tickets/{ticket.id}')}#call-{call_record_id}"
+
+
+def _complaint_line(complaint: Complaint | None, settings: Settings) -> str:
+    if complaint is None:
+        return ""
+    tz = settings.tz
+    return (f"已登记为投诉，处理时限 {complaint.due_at.astimezone(tz):%m-%d %H:%M}；"
+            f"{complaint.escalate_at.astimezone(tz):%m-%d %H:%M} 前无人处理将电话通知主管")
 
 
 def line_down(session: Session, line: str, node: str, down_since: datetime, detail: str, now: datetime,

@@ -51,3 +51,17 @@ class CallingHours:
                 if local < closes:
                     return max(local, opens)
         raise ValueError("no calling hours within a year: check followup.rest_days")
+
+    def after_open_minutes(self, moment: datetime, minutes: float) -> datetime:
+        """The moment when ``minutes`` of calling hours have passed since ``moment``: the clock
+        stops at lunch, at night and on rest days (60 minutes from 11:30 end at 14:30)."""
+        left = timedelta(minutes=minutes)
+        at = self.next_open(moment)
+        while True:
+            local = at.astimezone(self.tz)
+            closes = next(datetime.combine(local.date(), end, tzinfo=self.tz)
+                          for start, end in self.windows if start <= local.time() < end)
+            if at + left <= closes:
+                return at + left
+            left -= closes - at
+            at = self.next_open(closes)

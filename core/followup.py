@@ -41,7 +41,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import alerts, desk
+from core import alerts, complaints, desk
 from core.base import Actor, NotFound, ValidationError
 from core.calling_hours import CallingHours
 from core.claims import Conflict
@@ -438,7 +438,9 @@ def _rework_and_alert(session: Session, followup: FollowUp, now: datetime, setti
             break
     _note(ticket, now, f"{reason}：{_answers_text(followup)}。{outcome}；请主管今日跟进", followup, kind="alert",
           complaint=True, resolved=followup.resolved, rating=followup.rating)
-    alerts.followup_unhappy(session, followup, outcome, now, settings)  # and to the managers' group chat
+    complaint = complaints.open_for_followup(session, followup, f"{reason}（{_answers_text(followup)}）", now,
+                                             settings)  # 投诉: a time limit, and the manager phoned if nobody acts
+    alerts.followup_unhappy(session, followup, outcome, now, settings, complaint)  # and the group chat at once
     log.warning("followup %d ticket %s: resident unhappy (%s); %s", followup.id, ticket.number, reason, outcome)
 
 

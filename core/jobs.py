@@ -1,5 +1,6 @@
-"""Scheduled jobs: the follow-up tick, the 17:00 list, the recording clean-up (APScheduler 3),
-and closing the calls of nodes that died.
+"""Scheduled jobs: the follow-up tick, the watch over complaints and late arrivals
+(core.watch_jobs), the 17:00 list, the recording clean-up (APScheduler 3), and closing the calls
+of nodes that died.
 
 Any number of nodes may share the database; the jobs run on exactly one of them at a time, the
 holder of the ``scheduler`` lease (core.lease). Every node with ``scheduler.owner`` (the default)
@@ -21,7 +22,6 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Callable
 
@@ -32,6 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
 from core import followup, incidents, nodes
+from core.call_pool import DialFollowup, FollowupCalls
 from core.calling_hours import CallingHours
 from core.daily_list import keep_daily_list, last_cutoff_day
 from core.db import make_session_factory, utcnow
@@ -39,12 +40,9 @@ from core.lease import Lease
 from core.recordings import delete_old_recordings
 from core.settings import Settings
 from core.store import scheduler_jobs
+from core.watch_jobs import WATCH_TICK_SECONDS, NoticeCalls, Watches
 
 log = logging.getLogger(__name__)
-
-# Makes one follow-up call: claims it, dials, records the outcome (the telephony side's). It may
-# block for the whole call; each runs on a thread of its own.
-DialFollowup = Callable[[int], None]
 
 FOLLOWUP_TICK_SECONDS = 30
 LEASE_NAME = "scheduler"  # the lease whose holder runs the jobs (also watched: callcenter/watchdog.py)
@@ -65,59 +63,11 @@ def run_job(method: str) -> None:
     getattr(jobs, method)()
 
 
-class FollowupCalls:
-    """Due follow-ups, each called on a thread of its own, at most ``max_calls`` at once; an id
-    still being called is not handed out again by this process."""
-
-    def __init__(self, dial: DialFollowup, max_calls: int):
-        self.dial = dial
-        self.max_calls = max_calls
-        self.executor = ThreadPoolExecutor(max_calls, thread_name_prefix="followup-call")
-        self.lock = threading.Lock()
-        self.in_flight: set[int] = set()
-        # Told when a call ends: the freed line takes the next due follow-up at once. Waiting for
-        # the 30 s tick held every line ~60 s for a 40 s survey (bench/followup.py: 7.3 vs 11 calls/min).
-        self.on_line_free: Callable[[], None] = lambda: None
-
-    def free(self) -> int:
-        with self.lock:
-            return self.max_calls - len(self.in_flight)
-
-    def hand_out(self, followup_ids: list[int]) -> list[int]:
-        handed = []
-        with self.lock:
-            for followup_id in followup_ids:
-                if followup_id not in self.in_flight and len(self.in_flight) < self.max_calls:
-                    self.in_flight.add(followup_id)
-                    handed.append(followup_id)
-        for followup_id in handed:
-            self.executor.submit(self._call, followup_id)
-        return handed
-
-    def _call(self, followup_id: int) -> None:
-        try:
-            self.dial(followup_id)
-        except Exception:
-            log.exception("follow-up %d: the call failed", followup_id)
-        finally:
-            with self.lock:
-                self.in_flight.discard(followup_id)
-        try:
-            self.on_line_free()
-        except Exception:
-            log.exception("follow-up calls: handing out the next one failed")
-
-    def stop(self) -> None:
-        # A call under way ends on its own thread (or with the lines; a cut-off one is counted by
-        # core.followup.recover_stale_calls): a service stop does not wait minutes for a survey.
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-
 class Jobs:
     """The scheduled jobs of one deployment, run by the node that holds the scheduler's lease."""
 
     def __init__(self, settings: Settings, engine: Engine, dial_followup: DialFollowup | None = None,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, notice_calls: NoticeCalls | None = None):
         self.settings = settings
         self.engine = engine
         self.sessions = make_session_factory(engine)
@@ -125,6 +75,7 @@ class Jobs:
         self.calls = FollowupCalls(dial_followup, settings.followup.max_calls) if dial_followup else None
         if self.calls is not None:
             self.calls.on_line_free = self._next_on_free_line
+        self.watches = Watches(settings, self.sessions, clock, notice_calls, FollowupCalls)
         self.scheduler: BackgroundScheduler | None = None
         # The holder names this process: its node, and a random part (two processes may share a node name).
         self.lease = Lease(self.sessions, LEASE_NAME, f"{settings.node_name}/{secrets.token_hex(4)}",
@@ -170,6 +121,10 @@ class Jobs:
         if self.scheduler is not None and self.scheduler.running:  # never after stop()
             self.followup_tick()
 
+    def watch_tick(self) -> dict[str, list[int]]:
+        """Complaints nobody acted on, arrivals that slipped: noticed, and their calls handed out."""
+        return self.watches.tick()
+
     def keep_daily_list(self) -> None:
         """The 17:00 list of open tickets, kept as it stood (core.daily_list)."""
         now = self.clock()
@@ -197,6 +152,7 @@ class Jobs:
         hour, minute = RECORDING_CLEANUP_AT
         return {
             "followup_tick": IntervalTrigger(seconds=FOLLOWUP_TICK_SECONDS, timezone=tz),
+            "watch_tick": IntervalTrigger(seconds=WATCH_TICK_SECONDS, timezone=tz),
             "keep_daily_list": CronTrigger(hour=report.hour, minute=report.minute, timezone=tz),
             "clean_recordings": CronTrigger(hour=hour, minute=minute, timezone=tz),
         }
@@ -283,6 +239,7 @@ class Jobs:
                 log.exception("scheduler lease: could not release it (it runs out by itself)")
         if self.calls is not None:
             self.calls.stop()
+        self.watches.stop()
 
     def health(self) -> dict[str, Any]:
         """For /api/health: may this node run the jobs, does it now, who does, when each runs next."""

@@ -58,8 +58,13 @@ class WebSettings:
     # Who may read GET /metrics without logging in (addresses or networks); behind a trusted proxy,
     # the address the proxy saw counts. Default: this machine only.
     metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    # The console's address as staff reach it (e.g. https://baoxiu.example.com): links in group-chat
+    # alerts point there. Empty: http://host:port.
+    public_url: str = ""
 
     def __post_init__(self) -> None:
+        if self.public_url and not re.match(r"https?://[^/\s]+", self.public_url):
+            raise SettingsError("web.public_url 应为 http(s):// 地址 / must be an http(s) URL")
         if self.session_hours < 1:
             raise SettingsError("web.session_hours 至少为 1 / must be at least 1")
         for network in self.metrics_allow:
@@ -67,6 +72,11 @@ class WebSettings:
                 ipaddress.ip_network(network.strip(), strict=False)
             except ValueError:
                 raise SettingsError(f"web.metrics_allow: {network!r} 不是地址或网段 / is not an address or network") from None
+
+    def console_url(self, path: str = "") -> str:
+        """A page of the console as a link for staff (it asks them to log in)."""
+        base = self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+        return base + path
 
     def allowed_hosts(self, listen_host: str | None = None) -> frozenset[str]:
         """Host names (lower case, no port, IPv6 without brackets) requests may name."""
@@ -101,6 +111,8 @@ class SlaSettings:
     small_completion_hours: int = 48
     non_urgent_completion_hours: int = 72
     eta_slip_minutes: int = 20  # call the resident when the ETA slips by this much
+    # ... after the desk has had this long to stop that call (core.eta)
+    eta_slip_hold_minutes: int = 3
     daily_report_time: str = "17:00"  # every ticket not done by then is listed
 
     def daily_report_at(self) -> time:
@@ -200,6 +212,11 @@ class FollowupSettings:
     max_attempts: int = 3  # calls without an answer before 回访失败 (a clerk calls by hand)
     retry_minutes: int = 120  # spacing of those calls
     max_calls: int = 2  # follow-up calls at the same time (outbound channels of the line they take)
+    # An unhappy follow-up is a complaint (core.complaints): the manager on callout.alert_contacts is
+    # phoned if nobody acted within this many minutes of calling hours ...
+    complaint_minutes: int = 60
+    # ... and it must be handled within this many hours (003 §3.3: 24 小时内进行初步处理).
+    complaint_due_hours: int = 24
 
     def __post_init__(self) -> None:
         self.windows()  # each of these raises a SettingsError naming the bad entry
@@ -208,7 +225,7 @@ class FollowupSettings:
         for name in ("delay_hours", "emergency_delay_hours"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"followup.{name} 不能为负数 / must not be negative")
-        for name in ("max_attempts", "retry_minutes", "max_calls"):
+        for name in ("max_attempts", "retry_minutes", "max_calls", "complaint_minutes", "complaint_due_hours"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"followup.{name} 至少为 1 / must be at least 1")
 

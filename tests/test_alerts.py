@@ -150,13 +150,14 @@ async def test_an_unhappy_follow_up_tells_the_group_what_the_resident_said(sessi
     await send_until_quiet(sender(settings, sessions, clock), clock=clock, rounds=1)
     [post] = robot.wait_for(1)
     assert post.content.splitlines() == [
-        "【报修热线·回访不满意】物业服务中心",
+        "【报修热线·回访不满意（投诉）】物业服务中心",
         f"维修单 {number}（一般·给排水）",
         "地址：3号楼2单元1101",
         "维修人员：张工",
         "回访结果：问题未解决，评价「不满意」",
         "住户意见：还在漏水",
         "处理：已返修，派给 张工",
+        "已登记为投诉，处理时限 11-25 10:00；11-24 11:00 前无人处理将电话通知主管",
         "请主管今日跟进。",
     ]
 

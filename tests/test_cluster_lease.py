@@ -126,7 +126,7 @@ def test_nodes_starting_together_store_the_schedule_once(settings, engine, sessi
         assert errors == []
         assert sum(jobs.health()["running"] for jobs in nodes) == 1
         with sessions() as session:
-            assert session.scalar(select(func.count()).select_from(scheduler_jobs)) == 3
+            assert session.scalar(select(func.count()).select_from(scheduler_jobs)) == 4  # the four jobs, once
     finally:
         for jobs in nodes:
             jobs.stop()

@@ -178,9 +178,10 @@ def test_an_unhappy_resident_reopens_the_ticket_for_the_same_engineer_and_alerts
     answer(sessions, settings, followup_id, at(24, 10, 4), call_record_id=call_id, **answers)
     status, engineer_id, events = ticket_state(sessions, ticket_id)
     assert (status, engineer_id) == (Status.DISPATCHED, engineer)  # 返修 to whoever did the work
-    assert events[-2][:3] == ("transition", "followup", reason)
-    kind, actor, _, note = events[-1]
+    assert events[-3][:3] == ("transition", "followup", reason)
+    kind, actor, _, note = events[-2]
     assert (kind, actor) == ("alert", "followup")
+    assert events[-1][:2] == ("complaint", "followup") and events[-1][3].startswith(f"登记为投诉：{reason}")
     assert note.startswith(f"{reason}：") and answers["comment"] in note and "已返修，派给 张工；请主管今日跟进" in note
     with sessions() as session:
         assert session.get(CallRecord, call_id).ticket_id == ticket_id  # the ticket page plays the call

@@ -118,7 +118,7 @@ def test_a_restart_between_scheduling_and_calling_calls_each_resident_once(
     dialler = Dialler(sessions, settings, TUESDAY_10)
     second = started(Jobs(settings, engine, dialler, clock=lambda: TUESDAY_10))
     with sessions() as session:  # the schedule was kept, not doubled
-        assert session.scalar(select(func.count()).select_from(scheduler_jobs)) == 3
+        assert session.scalar(select(func.count()).select_from(scheduler_jobs)) == 4  # followup_tick, watch_tick, keep_daily_list, clean_recordings
     tick_now(second)
     eventually(lambda: sorted(dialler.called) == due_followups)
     tick_now(second)
@@ -153,7 +153,7 @@ def test_a_node_with_scheduler_owner_false_never_runs_the_jobs(sessions, setting
     owner = started(Jobs(settings, engine, owner_dialler, clock=lambda: TUESDAY_10))
     assert other.scheduler is None and other.health() == {"enabled": False, "owner": False, "holder": None,
                                                           "running": False, "jobs": {}}
-    assert owner.health()["running"] and set(owner.health()["jobs"]) == {"followup_tick", "keep_daily_list",
+    assert owner.health()["running"] and set(owner.health()["jobs"]) == {"followup_tick", "watch_tick", "keep_daily_list",
                                                                          "clean_recordings"}
     assert owner.health()["owner"] and owner.health()["holder"] == settings.node_name
     tick_now(owner)
@@ -224,4 +224,4 @@ def test_a_changed_report_time_reschedules_the_stored_job(settings, engine, star
     later = replace(settings, sla=replace(settings.sla, daily_report_time="17:30"))
     second = started(Jobs(later, engine, None))
     assert str(second.scheduler.get_job("keep_daily_list").trigger) == "cron[hour='17', minute='30']"
-    assert len(second.scheduler.get_jobs()) == 3
+    assert len(second.scheduler.get_jobs()) == 4

@@ -277,6 +277,14 @@ class CalloutRunner:
         p = self.prompts
         alert = p["callout.alert_unanswered"] + p.address(job.building, job.unit, job.room, job.area)
         alert += p[f"pieces.cat_{job.category}"]
+        for contact, answered in self.ring_contacts(ticket_id, contacts, alert):
+            self.store.note_alert(ticket_id, contact, answered, self.clock())
+
+    def ring_contacts(self, ticket_id: int, contacts: tuple[str, ...], message: bytes) -> list[tuple[str, bool]]:
+        """Ring each contact once on ``callout.line`` and play ``message`` to whoever answers (the
+        managers' alert calls: this one, and a complaint nobody acted on). Each ring leaves a call
+        record on the ticket; returns (contact, answered) for each."""
+        rung = []
         for contact in contacts:
             started = self.clock()
             try:
@@ -285,14 +293,15 @@ class CalloutRunner:
                 log.error("ticket %d: alert to %s failed: %s", ticket_id, contact, error)
                 outcome = Outcome(dial_failure(error.outcome)) if isinstance(error, DialError) else Outcome.FAILED
                 self._note_call(ticket_id, contact, started, None, outcome)
-                self.store.note_alert(ticket_id, contact, False, self.clock())
+                rung.append((contact, False))
                 continue
             answered_at = self.clock()
             try:
-                call.play(alert)
+                call.play(message)
             finally:
                 call.hangup()
             log.warning("ticket %d: alert to %s delivered", ticket_id, contact)
             self._note_call(ticket_id, contact, started, call, Outcome.ACCEPTED, answered_at)  # they heard it
-            self.store.note_alert(ticket_id, contact, True, self.clock())
+            rung.append((contact, True))
+        return rung
 

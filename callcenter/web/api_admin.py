@@ -23,7 +23,8 @@ from callcenter.web.context import (
 )
 from callcenter.web.passwords import PASSWORDS
 from callcenter.web.security import client_address
-from callcenter.web.serialize import engineer_json, fee_json, local_iso, ticket_json, user_json
+from callcenter.web.local_time import local_iso
+from callcenter.web.serialize import engineer_json, fee_json, ticket_json, user_json
 from core import accounts, audit, desk, reports
 from core.base import NotFound, ValidationError
 from core.store import DailyList, Engineer, FeeItem, User

@@ -14,7 +14,8 @@ from aiohttp import web
 from sqlalchemy import select
 
 from callcenter.web.context import SETTINGS, allow, current_user, json_body, json_response, now, run_db
-from callcenter.web.serialize import local_iso, recording_url
+from callcenter.web.local_time import local_iso
+from callcenter.web.serialize import recording_url
 from core import callback_list
 from core.callback_list import CALLED_BACK, NOT_NEEDED, STATUS_NAMES, CallbackItem, stage_name
 from core.desk import NotFound, ValidationError

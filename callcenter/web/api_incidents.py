@@ -21,7 +21,7 @@ from callcenter.web.context import (
     run_db,
 )
 from callcenter.web.live import FEED
-from callcenter.web.serialize import local_iso
+from callcenter.web.local_time import local_iso
 from core import desk, incidents
 from core.desk import ValidationError
 from core.incident_store import Incident

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from callcenter.web.context import SETTINGS, allow, current_user, json_body, json_response, now, run_db
-from callcenter.web.serialize import local_iso
+from callcenter.web.local_time import local_iso
 from core import roster_store
 from core.base import ValidationError, parse_time
 from core.roster import Roster, ShiftPattern, on_duty, weekdays_text

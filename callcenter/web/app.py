@@ -21,6 +21,7 @@ from callcenter.web import (
     api_roster,
     api_tickets,
     api_triage,
+    api_watch,
     auth,
     live,
     pages,
@@ -51,7 +52,7 @@ def create_app(settings: Settings, sessions: sessionmaker,
     app[live.FEED] = live.ChangeFeed(app)
     for table in (auth.routes, api_tickets.routes, api_calls.routes, api_admin.routes, api_audit.routes, live.routes,
                   api_roster.routes, api_callout.routes, api_followups.routes, api_triage.routes,
-                  api_callbacks.routes, api_metrics.routes,
+                  api_callbacks.routes, api_metrics.routes, api_watch.routes,
                   api_incidents.routes, pages.routes):
         app.add_routes(table)
     app.router.add_static("/static/", pages.STATIC, append_version=True)

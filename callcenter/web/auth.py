@@ -27,7 +27,7 @@ from callcenter.web.context import (
 )
 from callcenter.web.passwords import PASSWORDS, PasswordsBusy
 from callcenter.web.security import client_address
-from callcenter.web.serialize import local_iso
+from callcenter.web.local_time import local_iso
 from core import accounts, audit, login_throttle
 from core.base import NotFound, ValidationError
 from core.claims import Conflict

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from callcenter.web.local_time import local_iso
+from callcenter.web.serialize_watch import watch_fields
 from core.audit import ACTIONS as AUDIT_ACTIONS
 from core.callouts import STATE_NAMES
 from core.dispatch import OUTCOME_NAMES, Outcome, Step
@@ -26,8 +28,6 @@ from core.tickets import (
 )
 
 
-def local_iso(value: datetime | None, tz: ZoneInfo) -> str | None:
-    return value.astimezone(tz).isoformat(timespec="seconds") if value else None
 
 
 TICKET_FIELDS = (
@@ -58,6 +58,7 @@ def ticket_json(ticket: Ticket, tz: ZoneInfo, now: datetime, role: Role | None =
         address=address_text(ticket),
         overdue=bool(ticket.due_at and ticket.due_at < now),
     )
+    data.update(watch_fields(ticket, tz))  # complaint, eta_slip, eta_late
     if role is not None:
         data["actions"] = [
             {"to": to.value, "label": rule.label, "needs_engineer": rule.needs_engineer,

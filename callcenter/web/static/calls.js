@@ -33,7 +33,7 @@ function callPanel(call) {
     ? h('audio', { controls: '', preload: 'none', src: call.recording_url, class: 'recording' }) : null;
   const utterances = call.transcript?.utterances || [];
   const confirmed = call.transcript?.confirmed || [];
-  return h('div', { class: 'call' },
+  return h('div', { class: 'call', id: `call-${call.id}` },
     h('p', { class: 'call-head' },
       `${DIRECTIONS[call.direction] || call.direction} ${call.caller || '未知号码'} → 线路 ${call.line}`,
       h('span', { class: 'muted' }, ` · ${fmtTime(call.started_at)} · ${call.outcome_name}`)),

@@ -5,6 +5,7 @@ import {
 } from '/static/app.js';
 import { proposeFromDescription } from '/static/proposals.js';
 import { setUpCallbacks } from '/static/callbacks.js';
+import { lateBadge } from '/static/watch.js';
 
 const OPEN = 'draft,received,dispatched,accepted,on_site,postponed,price_review,refused';
 const filters = $('#filters');
@@ -24,10 +25,11 @@ function query() {
 }
 
 function row(ticket) {
-  const classes = [ticket.urgency === 'emergency' && 'emergency', ticket.overdue && 'overdue'].filter(Boolean);
+  const classes = [ticket.urgency === 'emergency' && 'emergency', ticket.overdue && 'overdue',
+    ticket.eta_late && 'late'].filter(Boolean);
   return h('tr', { 'data-id': ticket.id, class: classes.join(' ') || null },
     h('td', { class: 'nowrap' }, h('a', { href: `/tickets/${ticket.id}` }, ticket.number)),
-    h('td', {}, statusBadge(ticket)),
+    h('td', {}, statusBadge(ticket), lateBadge(ticket) ? [' ', lateBadge(ticket)] : null),
     h('td', {}, urgencyBadge(ticket)),
     h('td', { class: 'nowrap' }, ticket.category_name),
     h('td', {}, ticket.address || '—'),

@@ -6,6 +6,7 @@ import {
 } from '/static/app.js';
 import { setUpAudit } from '/static/audit.js';
 import { setUpFollowups } from '/static/followups.js';
+import { followComplaints } from '/static/watch.js';
 
 let meta, me, engineers = [];
 
@@ -312,7 +313,7 @@ run(async () => {
   $('#report-form').addEventListener('submit', loadReport);
   $('#daily-form').addEventListener('submit', loadDaily);
   setUpFeeForm();
-  await Promise.all([loadReport(), loadDaily(), loadFees(), loadEngineerTable(), loadRoster(), setUpFollowups()]);
+  await Promise.all([followComplaints($('#complaint-table')), loadReport(), loadDaily(), loadFees(), loadEngineerTable(), loadRoster(), setUpFollowups()]);
   setUpOverrideForm();
   if (me.role === 'admin') {
     $('#users').hidden = false;

@@ -7,6 +7,7 @@ import {
 import { actionButtons, actionForm } from '/static/actions.js';
 import { createCalloutPanel } from '/static/callout.js';
 import { renderCalls } from '/static/calls.js';
+import { renderWatch } from '/static/watch.js';
 
 const ticketId = Number(location.pathname.split('/')[2]);
 const EDITORS = ['frontdesk', 'manager', 'admin'];
@@ -69,6 +70,7 @@ function render() {
     ticket.cancel_reason ? ['撤单原因', ticket.cancel_reason_name || ticket.cancel_reason] : null,
   ]));
   renderCalls($('#calls-view'), ticket.calls);
+  renderWatch($('#watch-panel'), ticket, me, (updated) => { ticket = updated; render(); });
   callout.refresh();
   $('#edit-button').hidden = !EDITORS.includes(me.role);
   renderActions();
@@ -120,6 +122,8 @@ function eventTitle(event) {
   if (event.kind === 'callout') return '紧急呼叫';
   if (event.kind === 'followup') return '回访电话';
   if (event.kind === 'alert') return '⚠ 提醒主管';
+  if (event.kind === 'complaint') return '投诉';
+  if (event.kind === 'eta_slip') return '到场超时';
   if (event.from_status === event.to_status && event.data?.engineer) return `改派（${event.to_name}）`;
   return `${event.from_name} → ${event.to_name}`;
 }
@@ -145,7 +149,7 @@ function eventDetails(event) {
   if (data.rating) lines.push(`回访结果：${data.rating}`);
   if (data.postponed_until) lines.push(`暂缓至 ${fmtTime(data.postponed_until)}`);
   if (event.note) {
-    lines.push(['note', 'call', 'callout', 'followup', 'alert'].includes(event.kind) ? event.note : `备注：${event.note}`);
+    lines.push(['note', 'call', 'callout', 'followup', 'alert', 'complaint', 'eta_slip'].includes(event.kind) ? event.note : `备注：${event.note}`);
   }
   const changes = data.changes
     ? h('ul', { class: 'changes' }, Object.entries(data.changes).map(([key, change]) => h('li', {},
