@@ -31,6 +31,7 @@ from core.tickets import (
     Urgency,
     current_due_at,
     on_time,
+    require_paid_consent,
     rule_for,
 )
 
@@ -246,6 +247,11 @@ def transition(session: Session, ticket: Ticket, request: TransitionRequest, act
     rule = rule_for(current, request, actor.role)
     if actor.role == Role.ENGINEER and not can_see(ticket, actor):
         raise TransitionError("只能处理派给自己的维修单")
+    if rule.needs_paid_consent and ticket.is_paid:
+        from core.consent import standing_consent  # it records events through this module
+
+        consent = standing_consent(session, ticket)
+        require_paid_consent(rule, True, consent.amount_fen if consent else None, request)
     data: dict[str, Any] = {}
     if rule.needs_engineer:
         engineer = session.get(Engineer, request.engineer_id)

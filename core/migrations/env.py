@@ -3,6 +3,7 @@
 from alembic import context
 
 from core.store import Base
+import core.consent  # noqa: F401,E402 - its model lives outside core.store (and so does its table)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
