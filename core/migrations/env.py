@@ -2,8 +2,8 @@
 
 from alembic import context
 
+import core.consent  # noqa: F401 - its model (paid_consents) lives outside core.store
 from core.store import Base
-import core.consent  # noqa: F401,E402 - its model lives outside core.store (and so does its table)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
