@@ -18,10 +18,14 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from core.desk import Actor, ValidationError, record_event
 from core.store import Base, Ticket
+from core.tickets import CLOSED, Role
 
 MAX_AMOUNT_FEN = 10_000_000  # 十万元: far above any in-home repair; a typo beyond it is refused
-SIGNATURE_LIMIT = 256 * 1024  # bytes of one PNG signature (a canvas of a few hundred pixels is ~10-40 KB)
+# Bytes of one PNG signature: a 600x200 canvas of pen strokes is 5-20 KB; base64 in a JSON body must
+# stay under the API's 64 KB (callcenter.web.context.MAX_JSON_BYTES).
+SIGNATURE_LIMIT = 40 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _YUAN = re.compile(r"^\d{1,9}(\.\d{1,2})?$")
 
@@ -34,12 +38,8 @@ class Method(enum.StrEnum):
 METHOD_NAMES = {Method.SIGNATURE: "现场签字", Method.PHONE: "电话确认"}
 
 
-class ConsentError(ValueError):
-    """Bad consent input; the message is Chinese, for the person who entered it."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
+class ConsentError(ValidationError):
+    """Bad consent input, per field in Chinese (a ValidationError: the API answers 422)."""
 
 
 class PaidConsent(Base):
@@ -102,11 +102,10 @@ def record(session: Session, ticket: Ticket, *, agreed: bool, amount_fen: int, m
            consented_by: str, recorded_by: str, now: datetime, signature_png: bytes | None = None,
            call_record_id: int | None = None) -> PaidConsent:
     """Store the resident's answer to the quoted amount, and leave a ticket event that says it."""
-    from core.desk import Actor, record_event  # desk imports this module for the completion rule
-    from core.tickets import Role
-
     if not ticket.is_paid:
         raise ConsentError({"ticket": "该维修单不是有偿服务，无需业主同意报价"})
+    if ticket.status in CLOSED:
+        raise ConsentError({"ticket": "维修单已完成或已撤单，不能再记录业主同意"})
     if not 0 < amount_fen <= MAX_AMOUNT_FEN:
         raise ConsentError({"amount": "报价金额无效"})
     consented_by = consented_by.strip()[:64]

@@ -14,6 +14,7 @@ from callcenter.web import (
     api_audit,
     api_callout,
     api_calls,
+    api_consent,
     api_followups,
     api_roster,
     api_tickets,
@@ -43,10 +44,12 @@ def create_app(settings: Settings, sessions: sessionmaker,
     app[CLOCK] = clock
     app[HEALTH] = {}
     app[WAKE_CALLOUTS] = lambda: None
+    app[api_consent.CONSENT_CALLS] = None  # set by callcenter.app when this node can dial
     app[api_triage.TRIAGE] = Triage.for_settings(settings)  # a bad triage.words_file raises here
     app[live.FEED] = live.ChangeFeed(app)
     for table in (auth.routes, api_tickets.routes, api_calls.routes, api_admin.routes, api_audit.routes, live.routes,
-                  api_roster.routes, api_callout.routes, api_followups.routes, api_triage.routes, pages.routes):
+                  api_roster.routes, api_callout.routes, api_followups.routes, api_triage.routes, api_consent.routes,
+                  pages.routes):
         app.add_routes(table)
     app.router.add_static("/static/", pages.STATIC, append_version=True)
     app.cleanup_ctx.append(live.feed_context)
