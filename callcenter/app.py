@@ -20,11 +20,13 @@ from callcenter.asr.model import ModelError, broken_status, load_model, model_st
 from callcenter.asr.stream import Recognizer
 from callcenter.ivr.bridge import Meetings
 from callcenter.ivr.callout_runner import CalloutRunner
+from callcenter.ivr.consent_call import ConsentCalls, ConsentCallServices
 from callcenter.ivr.flows.hotline import HotlineServices
 from callcenter.ivr.flows.survey import SurveyServices
 from callcenter.ivr.followup_dialler import FollowupServices, call_followup
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.service import Telephony, recognizer_factory
+from callcenter.web.api_consent import CONSENT_CALLS
 from callcenter.web.app import create_app
 from callcenter.web.context import HEALTH, WAKE_CALLOUTS
 from core import migrate
@@ -85,6 +87,7 @@ class Voice:
     telephony: Telephony
     callouts: CalloutRunner
     dial_followup: Callable[[int], None] | None = None
+    consent_calls: ConsentCalls | None = None  # 有偿服务电话确认, on followup.line too
 
     def start(self) -> None:
         self.telephony.start()
@@ -92,6 +95,8 @@ class Voice:
 
     def stop(self) -> None:
         self.callouts.stop()  # no more rings; one under way is called off
+        if self.consent_calls is not None:
+            self.consent_calls.executor.shutdown(wait=False, cancel_futures=True)  # hung up with the lines below
         self.telephony.stop()  # hangs up every call, an engineer still listening included
         self.callouts.join(5.0)  # each ring's outcome is stored before the threads end
 
@@ -107,11 +112,13 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
     callouts = CalloutRunner(settings, sessions, prompts, meetings, telephony.line, clock)
     callouts.calls = calls
     hotline.on_emergency = callouts.answer_emergency  # an emergency word on the hotline rings the chain
-    dial_followup = None
+    dial_followup = consent_calls = None
     if settings.followup.line:
         survey = SurveyServices(settings, prompts, hotline.calls, new_recognizer, clock)
         dial_followup = partial(call_followup, services=FollowupServices(survey, sessions, telephony.line))
-    return Voice(telephony, callouts, dial_followup)
+        consent_calls = ConsentCalls(ConsentCallServices(settings, prompts, sessions, calls, telephony.line,
+                                                         new_recognizer, clock))
+    return Voice(telephony, callouts, dial_followup, consent_calls)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -138,6 +145,8 @@ def build_app(settings: Settings) -> web.Application:
     telephony = voice.telephony
     app[HEALTH]["telephony"] = telephony.health  # {"up": false, ...} makes /api/health degraded (503)
     app[WAKE_CALLOUTS] = voice.callouts.wake  # the desk's 紧急派单 and its stop ring (or hang up) at once
+    if voice.consent_calls is not None:
+        app[CONSENT_CALLS] = voice.consent_calls.place
 
     async def run_telephony(_app):
         await asyncio.to_thread(voice.start)
