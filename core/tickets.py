@@ -309,3 +309,14 @@ def on_time(ticket: Ticket, sla: SlaSettings) -> bool | None:
         ticket.arrived_at is not None and ticket.arrived_at <= due.arrival_due_at
     )
     return arrived_in_time and ticket.completed_at <= due.completion_due_at
+
+
+def expected_arrival_minutes(ticket: Ticket, sla: SlaSettings, now: datetime) -> int:
+    """What a caller is told once an engineer took the job: 「预计N分钟内到达」. The minutes to the
+    arrival deadline, rounded up to 5 (at least 5); with no deadline running (or one already missed),
+    the emergency arrival limit: an engineer who just accepted is not promised sooner than that."""
+    due = deadlines(ticket, sla).arrival_due_at
+    if due is None or due <= now:
+        return sla.emergency_arrival_minutes
+    minutes = -(-(due - now) // timedelta(minutes=5)) * 5
+    return max(5, min(int(minutes), 9995))
