@@ -26,6 +26,7 @@ from callcenter.ivr.flows.survey import SurveyServices
 from callcenter.ivr.followup_dialler import FollowupServices, call_followup
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.service import Telephony, recognizer_factory
+from callcenter.ivr.who_is_coming import CallBack
 from callcenter.web.api_consent import CONSENT_CALLS
 from callcenter.web.app import create_app
 from callcenter.web.context import HEALTH, WAKE_CALLOUTS
@@ -111,6 +112,8 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
     telephony = Telephony(settings, hotline)
     callouts = CalloutRunner(settings, sessions, prompts, meetings, telephony.line, clock)
     callouts.calls = calls
+    if settings.followup.line:  # a caller no longer on the line is phoned with who is coming
+        callouts.call_back = CallBack(settings, sessions, prompts, calls, telephony.line, clock).start
     hotline.on_emergency = callouts.answer_emergency  # an emergency word on the hotline rings the chain
     dial_followup = consent_calls = None
     if settings.followup.line:

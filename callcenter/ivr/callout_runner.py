@@ -74,6 +74,9 @@ class CalloutRunner:
         self.settings, self.sessions, self.prompts, self.meetings = settings, sessions, prompts, meetings
         self.find_line, self.clock, self.poll_seconds = find_line, clock, poll_seconds
         self.calls = CallLog(sessions)
+        # Phones the caller who is no longer on the line with who is coming (who_is_coming.CallBack.start);
+        # None: nobody is called back (no followup.line).
+        self.call_back: Callable[[int], None] | None = None
         self._ringers: dict[int, Ringer] = {}
         self._lock = threading.Lock()
         self._active = False
@@ -223,7 +226,10 @@ class CalloutRunner:
                 outcome = Outcome.FAILED  # we cut them off: they did not fail to answer
             taken = self._record(attempt_id, outcome, rang, step.engineer_id)
             if outcome == Outcome.ACCEPTED and taken:
-                engineer.tell_taken(self.meetings.find(ticket_id))
+                meeting = self.meetings.find(ticket_id)
+                if (meeting is None or not meeting.caller_on_line) and self.call_back is not None:
+                    self.call_back(ticket_id)  # a caller still on the line hears it there (put_through)
+                engineer.tell_taken(meeting)
             elif outcome == Outcome.ACCEPTED:
                 engineer.tell_called_off()
             elif outcome == Outcome.DECLINED:

@@ -20,10 +20,22 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import wave
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from callcenter.ivr.lines import CallEnded, DialError, Line
+from callcenter.ivr.media import PlayOutcome
 from callcenter.ivr.prompts import SAMPLE_RATE, Prompts
+from core import desk, log_context
+from core.calls import CallLog
+from core.settings import Settings
+from core.tickets import expected_arrival_minutes
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -104,3 +116,81 @@ def who_is_coming(prompts: Prompts, name_pcm: bytes, minutes: int) -> bytes:
     """「维修人员[张师傅]已接单，预计二十分钟内到达。」"""
     return (prompts["who_is_coming.prefix"] + name_pcm + prompts["who_is_coming.accepted"]
             + prompts.number(minutes, two_as_liang=False) + prompts["who_is_coming.minutes"])
+
+
+# --- telling the caller ----------------------------------------------------------------------------
+
+
+def sentence_for(session: Session, ticket_id: int, prompts: Prompts, settings: Settings,
+                 now: datetime) -> tuple[bytes, dict]:
+    """The sentence for this ticket as it stands (its engineer, its arrival limit), and what it says."""
+    ticket = desk.get_ticket(session, ticket_id)
+    name = ticket.engineer.name if ticket.engineer is not None else None
+    spoken = name_audio(settings.data_dir, name)
+    minutes = expected_arrival_minutes(ticket, settings.sla, now)
+    said = {"engineer": name, "name_spoken": bool(spoken), "minutes": minutes}
+    return who_is_coming(prompts, spoken, minutes), said
+
+
+@dataclass
+class CallBack:
+    """The caller is no longer on the line when the engineer accepts: phone them on ``followup.line``
+    with 「维修人员张师傅已接单，预计二十分钟内到达」 (after the hotline's greeting), once; a call record
+    keeps what was said. Runs on a thread of its own (``start``)."""
+
+    settings: Settings
+    sessions: sessionmaker
+    prompts: Prompts
+    calls: CallLog
+    find_line: Callable[[str], Line | None]
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    ring_seconds: float = 30.0
+
+    def start(self, ticket_id: int) -> None:
+        threading.Thread(target=self.tell, args=(ticket_id,), name=f"who is coming {ticket_id}", daemon=True).start()
+
+    @log_context.scoped
+    def tell(self, ticket_id: int) -> str:
+        """Dial, say it, hang up; the call's outcome (no line or no phone: "failed")."""
+        try:
+            with self.sessions() as session:
+                phone = desk.get_ticket(session, ticket_id).phone
+            line = self.find_line(self.settings.followup.line) if self.settings.followup.line else None
+            if line is None or not phone:
+                log.info("ticket %s: nobody called back with who is coming (no followup.line here, or no phone)",
+                         ticket_id)
+                return "failed"
+            return self._call(line, phone, ticket_id)
+        except Exception:
+            log.exception("ticket %s: the who-is-coming call back failed", ticket_id)
+            return "failed"
+
+    def _call(self, line: Line, phone: str, ticket_id: int) -> str:
+        record = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
+                      at=self.clock(), ticket_id=ticket_id)
+        try:
+            call = line.dial(phone, timeout=self.ring_seconds)
+        except Exception as error:
+            outcome = error.outcome if isinstance(error, DialError) else "failed"
+            self.calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=self.clock())
+            return outcome
+        log_context.note(call_id=call.call_id, line=line.name)
+        record_id = self.calls.open(sip_call_id=call.call_id, **record)
+        self.calls.update(record_id, answered_at=self.clock())
+        said: dict = {}
+        outcome = "error"
+        try:
+            with self.sessions() as session:
+                sentence, said = sentence_for(session, ticket_id, self.prompts, self.settings,
+                                              self.clock().astimezone(self.settings.tz))
+            if call.play(self.prompts["hotline.greeting"] + sentence) == PlayOutcome.HUNG_UP:
+                raise CallEnded("hung up")
+            outcome = "completed"
+        except CallEnded:
+            outcome = "caller_hung_up"
+        finally:
+            call.hangup()
+            self.calls.update(record_id, transcript={"utterances": [], "told": "who_is_coming", **said})
+            self.calls.close(record_id, outcome, self.clock())
+            log.info("call %s: told who is coming (%s): %s", call.call_id, outcome, said)
+        return outcome

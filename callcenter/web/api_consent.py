@@ -16,7 +16,14 @@ from typing import Callable
 from aiohttp import web
 from sqlalchemy import select
 
-from callcenter.web.context import SETTINGS, allow, current_user, json_body, json_response, now, run_db
+from callcenter.web.context import (
+    allow,
+    current_user,
+    json_body,
+    json_response,
+    now,
+    run_db,
+)
 from callcenter.web.live import FEED
 from core import consent, desk
 from core.consent import ConsentError, Method, PaidConsent

@@ -19,6 +19,7 @@ from callcenter.ivr.bridge import Meeting, Meetings, bridge
 from callcenter.ivr.flows.call_record import FlowRecord
 from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
 from callcenter.ivr.flows.put_through import hold_for_engineer
+from callcenter.ivr.who_is_coming import sentence_for
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded, SipError
 from core import log_context
@@ -100,6 +101,7 @@ class HotlineCall:
         record_id = s.calls.open(sip_call_id=call.call_id, direction="inbound", line=call.line.name,
                                  caller=call.caller, called=call.called, at=s.clock())
         self.record = FlowRecord(s.calls, record_id, s.settings, s.clock)
+        self.told_who_is_coming: dict | None = None  # what the caller was told of the engineer coming
         outcome = "error"
         try:
             try:
@@ -130,7 +132,8 @@ class HotlineCall:
         except Exception:
             log.exception("call %s: could not save the draft at the end", self.call.call_id)
         s.calls.update(self.record.record_id, ticket_id=self.ticket_id)
-        self.record.close(outcome, confirmed=sorted(self.facts.confirmed))
+        told = {"who_is_coming": self.told_who_is_coming} if self.told_who_is_coming else {}
+        self.record.close(outcome, confirmed=sorted(self.facts.confirmed), **told)
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
     def save(self, step: str) -> None:
@@ -162,7 +165,7 @@ class HotlineCall:
         d.say(p.say("hotline.ticket_number_prefix") + p.digits(self.number))
         self.told_number = True
         if self.meeting is not None:
-            hold_for_engineer(d, p, self.meeting, self.callout_state)
+            hold_for_engineer(d, p, self.meeting, self.callout_state, self.who_is_coming)
         d.say(p["hotline.goodbye"])
         return "completed"
 
@@ -314,6 +317,13 @@ class HotlineCall:
             self.meeting = meeting
         elif meeting is not None:
             s.meetings.close(meeting)
+
+    def who_is_coming(self) -> bytes:
+        """「维修人员张师傅已接单，预计二十分钟内到达」 for this ticket as it stands (kept for the transcript)."""
+        with self.services.drafts.sessions() as session:
+            sentence, self.told_who_is_coming = sentence_for(session, self.ticket_id, self.prompts,
+                                                             self.services.settings, self.local_now())
+        return sentence
 
     def callout_state(self) -> str | None:
         """How this ticket's call-out stands (core.callouts states), from the database."""
