@@ -28,6 +28,7 @@ from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.service import Telephony, recognizer_factory
 from callcenter.ivr.who_is_coming import CallBack
 from callcenter.web.api_consent import CONSENT_CALLS
+from callcenter.web.api_tickets import WHO_IS_COMING
 from callcenter.web.app import create_app
 from callcenter.web.context import HEALTH, WAKE_CALLOUTS
 from core import migrate
@@ -150,6 +151,7 @@ def build_app(settings: Settings) -> web.Application:
     app[WAKE_CALLOUTS] = voice.callouts.wake  # the desk's 紧急派单 and its stop ring (or hang up) at once
     if voice.consent_calls is not None:
         app[CONSENT_CALLS] = voice.consent_calls.place
+    app[WHO_IS_COMING] = voice.callouts.tell_who_is_coming  # an emergency accepted on the console
 
     async def run_telephony(_app):
         await asyncio.to_thread(voice.start)

@@ -98,3 +98,26 @@ async def test_adding_an_engineer_in_the_console_speaks_the_name(api, settings):
     response = await boss.post("/api/engineers", json={"name": "王师傅", "phone": "13700000009", "skills": ["水电"]})
     assert response.status == 201, await response.text()
     assert len(name_audio(settings.data_dir, "王师傅")) > 8000  # more than half a second of speech
+
+
+async def test_an_emergency_taken_on_the_console_tells_the_caller_and_a_normal_one_does_not(
+        settings, sessions, clock, people, aiohttp_client):
+    from callcenter.web.api_tickets import WHO_IS_COMING
+    from callcenter.web.app import create_app
+    from tests.conftest import STAFF_PASSWORD, console_client
+
+    app = create_app(settings, sessions, clock)
+    told: list[int] = []
+    app[WHO_IS_COMING] = told.append  # what callcenter.app wires to the call-out runner
+    client = await console_client(aiohttp_client, app)
+    assert (await client.post("/api/login", json={"username": "desk", "password": STAFF_PASSWORD})).status == 200
+    ids = []
+    for urgency in ("emergency", "normal"):
+        ticket = await (await client.post("/api/tickets", json={
+            "description": "厨房水管爆了", "phone": "13800138000", "building": "3", "unit": "2", "room": "1101",
+            "urgency": urgency})).json()
+        url = f"/api/tickets/{ticket['id']}/transitions"
+        assert (await client.post(url, json={"to": "dispatched", "engineer_id": people["张工"]})).status == 200
+        assert (await client.post(url, json={"to": "accepted"})).status == 200
+        ids.append(ticket["id"])
+    assert told == [ids[0]]

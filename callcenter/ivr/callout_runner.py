@@ -134,6 +134,13 @@ class CalloutRunner:
             self._ringers[callout_id] = ringer
             ringer.thread.start()
 
+    def tell_who_is_coming(self, ticket_id: int) -> None:
+        """The job is taken (here by phone, or on the console): a caller still on this node's hotline
+        hears who is coming there (flows/put_through); anyone else is phoned, if this node can."""
+        meeting = self.meetings.find(ticket_id)
+        if (meeting is None or not meeting.caller_on_line) and self.call_back is not None:
+            self.call_back(ticket_id)
+
     def answer_emergency(self, ticket_id: int) -> EmergencyReply | None:
         """The hotline's on_emergency: attach to the same incident's call-out, or start one and ring."""
         try:
@@ -226,10 +233,8 @@ class CalloutRunner:
                 outcome = Outcome.FAILED  # we cut them off: they did not fail to answer
             taken = self._record(attempt_id, outcome, rang, step.engineer_id)
             if outcome == Outcome.ACCEPTED and taken:
-                meeting = self.meetings.find(ticket_id)
-                if (meeting is None or not meeting.caller_on_line) and self.call_back is not None:
-                    self.call_back(ticket_id)  # a caller still on the line hears it there (put_through)
-                engineer.tell_taken(meeting)
+                self.tell_who_is_coming(ticket_id)
+                engineer.tell_taken(self.meetings.find(ticket_id))
             elif outcome == Outcome.ACCEPTED:
                 engineer.tell_called_off()
             elif outcome == Outcome.DECLINED:

@@ -45,6 +45,7 @@ def create_app(settings: Settings, sessions: sessionmaker,
     app[HEALTH] = {}
     app[WAKE_CALLOUTS] = lambda: None
     app[api_consent.CONSENT_CALLS] = None  # set by callcenter.app when this node can dial
+    app[api_tickets.WHO_IS_COMING] = lambda ticket_id: None  # likewise
     app[api_triage.TRIAGE] = Triage.for_settings(settings)  # a bad triage.words_file raises here
     app[live.FEED] = live.ChangeFeed(app)
     for table in (auth.routes, api_tickets.routes, api_calls.routes, api_admin.routes, api_audit.routes, live.routes,
