@@ -21,6 +21,7 @@ from callcenter.asr.model import ModelError, broken_status, load_model, model_st
 from callcenter.asr.stream import Recognizer
 from callcenter.ivr.bridge import Meetings
 from callcenter.ivr.callout_runner import CalloutRunner
+from callcenter.ivr.consent_call import ConsentCalls, ConsentCallServices
 from callcenter.ivr.flows.hotline import HotlineServices
 from callcenter.ivr.flows.survey import SurveyServices
 from callcenter.ivr.followup_dialler import FollowupServices
@@ -31,6 +32,9 @@ from callcenter.ivr.service import Telephony, recognizer_factory
 from callcenter.metrics import NO_METRICS, CountedCallLog, Metrics
 from callcenter.watchdog import Watchdog
 from callcenter.web.api_metrics import METRICS
+from callcenter.ivr.who_is_coming import CallBack
+from callcenter.web.api_consent import CONSENT_CALLS
+from callcenter.web.api_tickets import WHO_IS_COMING
 from callcenter.web.app import create_app
 from callcenter.web.context import HEALTH, WAKE_CALLOUTS
 from core import migrate
@@ -92,6 +96,7 @@ class Voice:
     callouts: CalloutRunner
     dial_followup: Callable[[int], None] | None = None
     notices: NoticeCalls | None = None  # a complaint's manager ring, a late arrival's apology (core.watch_jobs)
+    consent_calls: ConsentCalls | None = None  # 有偿服务电话确认, on followup.line too
 
     def start(self) -> None:
         self.telephony.start()
@@ -99,6 +104,8 @@ class Voice:
 
     def stop(self) -> None:
         self.callouts.stop()  # no more rings; one under way is called off
+        if self.consent_calls is not None:
+            self.consent_calls.executor.shutdown(wait=False, cancel_futures=True)  # hung up with the lines below
         self.telephony.stop()  # hangs up every call, an engineer still listening included
         self.callouts.join(5.0)  # each ring's outcome is stored before the threads end
 
@@ -118,14 +125,18 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
     telephony = Telephony(settings, hotline)
     callouts = CalloutRunner(settings, sessions, prompts, meetings, telephony.line, clock)
     callouts.calls, callouts.metrics = calls, metrics
+    if settings.followup.line:  # a caller no longer on the line is phoned with who is coming
+        callouts.call_back = CallBack(settings, sessions, prompts, calls, telephony.line, clock).start
     hotline.on_emergency = callouts.answer_emergency  # an emergency word on the hotline rings the chain
-    dial_followup = None
+    dial_followup = consent_calls = None
     if settings.followup.line:
         survey = SurveyServices(settings, prompts, hotline.calls, new_recognizer, clock, streams)
         # Follow-ups and incident call-backs (「已恢复供水」) share the pool and the line.
         dial_followup = partial(dial_outbound, services=FollowupServices(survey, sessions, telephony.line, metrics))
+        consent_calls = ConsentCalls(ConsentCallServices(settings, prompts, sessions, calls, telephony.line,
+                                                         new_recognizer, clock))
     notices = NoticeServices(settings, sessions, prompts, calls, telephony.line, callouts, clock).as_notice_calls()
-    return Voice(telephony, callouts, dial_followup, notices)
+    return Voice(telephony, callouts, dial_followup, notices, consent_calls)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -156,6 +167,9 @@ def build_app(settings: Settings) -> web.Application:
     metrics.state.asr_model_loaded = lambda: model is not None
     app[HEALTH]["telephony"] = telephony.health  # {"up": false, ...} makes /api/health degraded (503)
     app[WAKE_CALLOUTS] = voice.callouts.wake  # the desk's 紧急派单 and its stop ring (or hang up) at once
+    if voice.consent_calls is not None:
+        app[CONSENT_CALLS] = voice.consent_calls.place
+    app[WHO_IS_COMING] = voice.callouts.tell_who_is_coming  # an emergency accepted on the console
 
     async def run_telephony(_app):
         await asyncio.to_thread(voice.start)

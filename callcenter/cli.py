@@ -373,6 +373,13 @@ def cmd_import(args, settings: Settings) -> int:
     except directory.DirectoryError as error:
         raise CommandError(f"{error}（未导入任何记录 / nothing imported）") from None
     print(f"新增 {result.added}，更新 {result.updated} / added {result.added}, updated {result.updated}")
+    if args.noun == "engineers":  # callers hear who is coming by name (espeak-ng; without it, no name)
+        from callcenter.ivr.who_is_coming import make_name_prompts
+
+        made = make_name_prompts(settings.data_dir, [row["name"] for row in rows])
+        if not all(made.values()):
+            print(f"未能生成姓名语音 / no name prompt for: {'、'.join(n for n, ok in made.items() if not ok)}"
+                  "（来电者将听到不含姓名的通知 / callers hear the sentence without the name）")
     if options:
         print(f"删除文件中没有的号码 {result.removed} 个 / removed {result.removed} numbers not in the file")
     return 0

@@ -132,6 +132,7 @@ class Rule:
     needs_cancel_reason: bool = False
     needs_rating: bool = False
     needs_completion: bool = False
+    needs_paid_consent: bool = False  # 有偿: the resident agreed to the price first (core.consent)
 
 
 S = Status
@@ -152,7 +153,7 @@ RULES: dict[tuple[Status, Status], Rule] = {
     (S.ACCEPTED, S.DISPATCHED): Rule(DESK, "改派", needs_engineer=True, needs_reason=True),
     (S.ACCEPTED, S.POSTPONED): Rule(FIELD, "暂缓", needs_reason=True),
     (S.ACCEPTED, S.CANCELLED): Rule(DESK, "撤单", needs_cancel_reason=True),
-    (S.ON_SITE, S.COMPLETED): Rule(FIELD, "完成", needs_completion=True),
+    (S.ON_SITE, S.COMPLETED): Rule(FIELD, "完成", needs_completion=True, needs_paid_consent=True),
     (S.ON_SITE, S.PRICE_REVIEW): Rule(FIELD, "送主管评审"),
     (S.ON_SITE, S.REFUSED): Rule(FIELD, "客户拒绝", needs_reason=True),
     (S.ON_SITE, S.POSTPONED): Rule(FIELD, "暂缓", needs_reason=True),
@@ -210,6 +211,22 @@ def rule_for(current: Status, request: TransitionRequest, role: Role) -> Rule:
             if fee is not None and fee < 0:
                 raise TransitionError("费用不能为负数")
     return rule
+
+
+def require_paid_consent(rule: Rule, is_paid: bool, consented_fen: int | None,
+                         request: TransitionRequest) -> None:
+    """有偿服务: no paid work is finished without the resident's consent to its price (PROCESS.md
+    到场: fee shown, resident agrees or refuses), nor for more than the amount agreed.
+    ``consented_fen``: the amount of the resident's standing consent, None when there is none."""
+    if not (rule.needs_paid_consent and is_paid):
+        return
+    if consented_fen is None:
+        raise TransitionError("有偿服务须先取得业主对报价的同意（现场签字或电话确认），才能完成维修")
+    fees = [fee for fee in (request.material_fee, request.labour_fee) if fee is not None]
+    charged_fen = round(sum(fees) * 100)
+    if charged_fen > consented_fen:
+        raise TransitionError(f"实际费用 {charged_fen / 100:.2f} 元超过业主同意的报价 {consented_fen / 100:.2f} 元，"
+                              "请重新取得业主同意")
 
 
 def allowed_moves(current: Status, role: Role) -> list[tuple[Status, Rule]]:
@@ -325,3 +342,14 @@ def on_time(ticket: TicketTimes, sla: SlaSettings) -> bool | None:
         ticket.arrived_at is not None and ticket.arrived_at <= due.arrival_due_at
     )
     return arrived_in_time and ticket.completed_at <= due.completion_due_at
+
+
+def expected_arrival_minutes(ticket: TicketTimes, sla: SlaSettings, now: datetime) -> int:
+    """What a caller is told once an engineer took the job: 「预计N分钟内到达」. The minutes to the
+    arrival deadline, rounded up to 5 (at least 5); with no deadline running (or one already missed),
+    the emergency arrival limit: an engineer who just accepted is not promised sooner than that."""
+    due = deadlines(ticket, sla).arrival_due_at
+    if due is None or due <= now:
+        return sla.emergency_arrival_minutes
+    minutes = -(-(due - now) // timedelta(minutes=5)) * 5
+    return max(5, min(int(minutes), 9995))

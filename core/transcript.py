@@ -44,6 +44,7 @@ class Transcript:
     utterances: list[Utterance] = field(default_factory=list)
     confirmed: list[str] | None = None  # the hotline's: the facts the caller confirmed (None: not a hotline call)
     without_speech: str | None = None  # why the call was taken on keys only ("recognisers_busy"); None: it was not
+    who_is_coming: dict[str, Any] | None = None  # what the caller was told of the engineer coming, if anything
 
     def of_step(self, step: str) -> list[Utterance]:
         return [u for u in self.utterances if u.step == step]
@@ -54,6 +55,8 @@ class Transcript:
             stored["confirmed"] = list(self.confirmed)
         if self.without_speech is not None:
             stored["without_speech"] = self.without_speech
+        if self.who_is_coming is not None:
+            stored["who_is_coming"] = self.who_is_coming
         return stored
 
     @classmethod
@@ -62,4 +65,5 @@ class Transcript:
         data = data or {}
         confirmed = data.get("confirmed")
         return cls([Utterance.from_json(u) for u in data.get("utterances", [])],
-                   list(confirmed) if confirmed is not None else None, data.get("without_speech"))
+                   list(confirmed) if confirmed is not None else None, data.get("without_speech"),
+                   data.get("who_is_coming"))

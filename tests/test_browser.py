@@ -440,10 +440,15 @@ def test_screenshots_of_every_page(live_server, browser_a, browser_b):
     done = new_ticket(browser_a, description="厨房水龙头关不紧，一直滴水，业主要求更换新的水龙头并检查角阀",
                       is_paid=True, fee_item_id=int(row.get_attribute("data-id")), remarks="业主下午两点后在家")
     assert done["quoted_fee"] == 55
-    for to, extra in (("dispatched", {"engineer_id": zhang}), ("accepted", {}), ("on_site", {}),
-                      ("completed", {"actual_item": "更换水龙头一个", "material_fee": 35, "labour_fee": 20,
-                                     "material_check": "none", "customer_confirmed": True})):
+    for to, extra in (("dispatched", {"engineer_id": zhang}), ("accepted", {}), ("on_site", {})):
         move(browser_a, done["id"], to, **extra)
+    from tests.test_api_consent import SIGNATURE  # 有偿: the resident agrees to the price before the work
+
+    signed = call(browser_a, "POST", f"/api/tickets/{done['id']}/consents",
+                  {"agreed": True, "amount": "55", "consented_by": "王女士", "signature": SIGNATURE})
+    assert signed["status"] == 201, signed
+    move(browser_a, done["id"], "completed", actual_item="更换水龙头一个", material_fee=35, labour_fee=20,
+         material_check="none", customer_confirmed=True)
     late = new_ticket(browser_a, description="楼道灯不亮", area="楼道", room="", unit="", building="7",
                       appointment_start="2020-01-01T09:00:00+08:00")
     move(browser_a, late["id"], "dispatched", engineer_id=zhang)

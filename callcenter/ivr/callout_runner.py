@@ -73,6 +73,9 @@ class CalloutRunner:
         self.calls = CallLog(sessions)
         self.store = CallOutService(sessions, settings)
         self.metrics = NO_METRICS  # the app's, set by the wiring (callcenter/app.py)
+        # Phones the caller who is no longer on the line with who is coming (who_is_coming.CallBack.start);
+        # None: nobody is called back (no followup.line).
+        self.call_back: Callable[[int], None] | None = None
         self._ringers: dict[int, Ringer] = {}
         self._lock = threading.Lock()
         self._active = False
@@ -129,6 +132,13 @@ class CalloutRunner:
                                              daemon=True)
             self._ringers[callout_id] = ringer
             ringer.thread.start()
+
+    def tell_who_is_coming(self, ticket_id: int) -> None:
+        """The job is taken (here by phone, or on the console): a caller still on this node's hotline
+        hears who is coming there (flows/put_through); anyone else is phoned, if this node can."""
+        meeting = self.meetings.find(ticket_id)
+        if (meeting is None or not meeting.caller_on_line) and self.call_back is not None:
+            self.call_back(ticket_id)
 
     def answer_emergency(self, ticket_id: int) -> EmergencyReply | None:
         """The hotline's on_emergency: attach to the same incident's call-out, or start one and ring."""
@@ -226,6 +236,7 @@ class CalloutRunner:
                 outcome = Outcome.FAILED  # we cut them off: they did not fail to answer
             taken = self._record(attempt_id, outcome, rang, step.engineer_id)
             if outcome == Outcome.ACCEPTED and taken:
+                self.tell_who_is_coming(ticket_id)
                 engineer.tell_taken(self.meetings.find(ticket_id))
             elif outcome == Outcome.ACCEPTED:
                 engineer.tell_called_off()

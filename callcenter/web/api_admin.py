@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
+from callcenter.ivr.who_is_coming import make_name_prompt
 from callcenter.web.auth import COOKIE, session_user
 from callcenter.web.context import (
     HEALTH,
@@ -116,7 +118,10 @@ async def save_engineer(request: web.Request) -> web.Response:
             engineer.active = False
         return engineer_json(engineer)
 
-    return json_response(await run_db(request, work), 201)
+    saved = await run_db(request, work)
+    # Callers hear who is coming by name: spoken now, once (espeak-ng; without it the sentence has no name).
+    await asyncio.to_thread(make_name_prompt, request.app[SETTINGS].data_dir, saved["name"])
+    return json_response(saved, 201)
 
 
 @routes.get("/api/residents")

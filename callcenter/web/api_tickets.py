@@ -25,6 +25,9 @@ from core.tickets import DESK, Channel, Status, TransitionRequest, Urgency
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+# An emergency taken on the console: tell the caller who is coming (set by callcenter.app; a no-op without
+# a telephone side). Takes the ticket id, returns at once.
+WHO_IS_COMING = web.AppKey("who_is_coming", object)
 TEXT_LIMITS = {"note": desk.NOTE_LIMIT, "reason": 500, "actual_item": 500}
 
 
@@ -187,6 +190,8 @@ async def move_ticket(request: web.Request) -> web.Response:
 
     ticket = await run_db(request, work)
     request.app[FEED].poke()
+    if move.to == Status.ACCEPTED and ticket["urgency"] == Urgency.EMERGENCY:
+        request.app[WHO_IS_COMING](ticket_id)  # the caller hears who is coming (callcenter.ivr.who_is_coming)
     return json_response(ticket)
 
 

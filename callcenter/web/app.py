@@ -15,6 +15,7 @@ from callcenter.web import (
     api_callbacks,
     api_callout,
     api_calls,
+    api_consent,
     api_followups,
     api_incidents,
     api_metrics,
@@ -48,12 +49,14 @@ def create_app(settings: Settings, sessions: sessionmaker,
     app[HEALTH] = {}
     app[WAKE_CALLOUTS] = lambda: None
     app[api_metrics.METRICS] = api_metrics.new_metrics(sessions)  # its own registry; build_app wires the voice
+    app[api_consent.CONSENT_CALLS] = None  # set by callcenter.app when this node can dial
+    app[api_tickets.WHO_IS_COMING] = lambda ticket_id: None  # likewise
     app[api_triage.TRIAGE] = Triage.for_settings(settings)  # a bad triage.words_file raises here
     app[live.FEED] = live.ChangeFeed(app)
     for table in (auth.routes, api_tickets.routes, api_calls.routes, api_admin.routes, api_audit.routes, live.routes,
                   api_roster.routes, api_callout.routes, api_followups.routes, api_triage.routes,
                   api_callbacks.routes, api_metrics.routes, api_watch.routes,
-                  api_incidents.routes, pages.routes):
+                  api_incidents.routes, api_consent.routes, pages.routes):
         app.add_routes(table)
     app.router.add_static("/static/", pages.STATIC, append_version=True)
     app.cleanup_ctx.append(live.feed_context)

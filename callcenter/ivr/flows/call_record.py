@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable
 
 from callcenter.ivr.flows.dialogue import Dialogue, Heard
 from core.calls import CallLog
@@ -42,19 +42,22 @@ class FlowRecord:
         if not heard.empty:
             self.utterances.append(Utterance(step, heard.text, heard.keys, heard.words, heard.start, heard.end))
 
-    def transcript(self, confirmed: set[str] | None = None, without_speech: str | None = None) -> Transcript:
+    def transcript(self, confirmed: set[str] | None = None, without_speech: str | None = None,
+                   who_is_coming: dict[str, Any] | None = None) -> Transcript:
         """The transcript so far; ``confirmed``: the facts the caller confirmed (the hotline's)."""
-        return Transcript(list(self.utterances), sorted(confirmed) if confirmed is not None else None, without_speech)
+        return Transcript(list(self.utterances), sorted(confirmed) if confirmed is not None else None, without_speech,
+                          who_is_coming)
 
     def utterances_of(self, step: str) -> list[Utterance]:
         return [u for u in self.utterances if u.step == step]
 
-    def close(self, outcome: str, confirmed: set[str] | None = None, without_speech: str | None = None) -> None:
+    def close(self, outcome: str, confirmed: set[str] | None = None, without_speech: str | None = None,
+              who_is_coming: dict[str, Any] | None = None) -> None:
         """Store the transcript (with ``confirmed``, the hotline's) and how the call ended.
         A call the line ended for its own reason (no RTP: "media_timeout") says so, not "hung up"."""
         if outcome == CallOutcome.CALLER_HUNG_UP and getattr(self.call, "end_outcome", None):
             outcome = self.call.end_outcome
-        self.calls.update(self.record_id, transcript=self.transcript(confirmed, without_speech).to_json())
+        self.calls.update(self.record_id, transcript=self.transcript(confirmed, without_speech, who_is_coming).to_json())
         self.calls.close(self.record_id, outcome, self.clock())
 
 

@@ -21,6 +21,7 @@ from callcenter.ivr.flows.callback_number import establish_callback_number, put_
 from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
 from callcenter.ivr.flows.incident_notice import IncidentNotice, JoinedIncident
 from callcenter.ivr.flows.put_through import hold_for_engineer
+from callcenter.ivr.who_is_coming import sentence_for
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.lines import CallEnded, SipError
 from callcenter.metrics import NO_METRICS, Metrics
@@ -120,6 +121,7 @@ class HotlineCall:
         record_id = s.calls.open(sip_call_id=call.call_id, direction="inbound", line=call.line.name,
                                  caller=call.caller, called=call.called, at=s.clock())
         self.record = FlowRecord(s.calls, record_id, s.settings, s.clock)
+        self.told_who_is_coming: dict | None = None  # what the caller was told of the engineer coming
         outcome = CallOutcome.ERROR
         try:
             try:
@@ -164,7 +166,8 @@ class HotlineCall:
                 log.exception("call %s: could not put the call on the call-back list", self.call.call_id)
         # Why a call has no words in its transcript: every recogniser of the node was busy.
         self.record.close(outcome, confirmed=self.facts.confirmed,
-                          without_speech="recognisers_busy" if self.recognisers_busy else None)
+                          without_speech="recognisers_busy" if self.recognisers_busy else None,
+                          who_is_coming=self.told_who_is_coming)
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
     def save(self, step: str, final: bool = False) -> None:
@@ -206,7 +209,7 @@ class HotlineCall:
         d.say(p.say("hotline.ticket_number_prefix") + p.digits(self.number))
         self.told_number = True
         if self.meeting is not None:
-            hold_for_engineer(d, p, self.meeting, self.callout_state)
+            hold_for_engineer(d, p, self.meeting, self.callout_state, self.who_is_coming)
         d.say_goodbye(p["hotline.goodbye"])
         return CallOutcome.COMPLETED
 
@@ -370,6 +373,13 @@ class HotlineCall:
             self.meeting = meeting
         elif meeting is not None:
             s.meetings.close(meeting)
+
+    def who_is_coming(self) -> bytes:
+        """「维修人员张师傅已接单，预计二十分钟内到达」 for this ticket as it stands (kept for the transcript)."""
+        with self.services.drafts.sessions() as session:
+            sentence, self.told_who_is_coming = sentence_for(session, self.ticket_id, self.prompts,
+                                                             self.services.settings, self.local_now())
+        return sentence
 
     def callout_state(self) -> CallOutState | None:
         """How this ticket's call-out stands, from the database (another process may ring it)."""

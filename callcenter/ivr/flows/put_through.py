@@ -27,22 +27,28 @@ ENGINEER_JOIN_SECONDS = 45.0
 
 
 def hold_for_engineer(dialogue: Dialogue, prompts: Prompts, meeting: Meeting,
-                      callout_state: Callable[[], str | None]) -> bool:
-    """Offer the caller to hold; True if they then talked with the engineer. HungUp if they hang up."""
+                      callout_state: Callable[[], str | None],
+                      who_is_coming: Callable[[], bytes] = lambda: b"") -> bool:
+    """Offer the caller to hold; True if they then talked with the engineer. HungUp if they hang up.
+    ``who_is_coming()``: 「维修人员张师傅已接单，预计二十分钟内到达」, said once the job is taken."""
     d, p, call = dialogue, prompts, dialogue.call
     d.say(p["hotline.offer_engineer"], barge_in=True)
     if call.wait_dtmf(OFFER_SECONDS) != "1":
         if not call.is_active:
             raise HungUp()
+        if callout_state() == ACCEPTED:  # taken already: they hear who is coming before goodbye
+            d.say(who_is_coming())
         return False
     started = time.monotonic()
     notice_at, accepted_at = started, None
     while time.monotonic() - started < MAX_HOLD_SECONDS:
-        if time.monotonic() >= notice_at:
+        if time.monotonic() >= notice_at:  # told every NOTICE_SECONDS while holding, also once taken
             d.say(p["hotline.hold_for_engineer"])
             notice_at = time.monotonic() + NOTICE_SECONDS
         engineer = meeting.take_engineer(timeout=1.0)
         if engineer is not None:
+            if accepted_at is None:
+                d.say(who_is_coming())
             d.say(p.say("callout.engineer_coming_prefix", "callout.engineer_coming_suffix"))
             bridge(call, engineer)
             meeting.close()
@@ -51,6 +57,8 @@ def hold_for_engineer(dialogue: Dialogue, prompts: Prompts, meeting: Meeting,
             raise HungUp()
         state = callout_state()
         if state == ACCEPTED:
+            if accepted_at is None:
+                d.say(who_is_coming())
             accepted_at = accepted_at or time.monotonic()
             if meeting.engineer_withdrawn or time.monotonic() - accepted_at > ENGINEER_JOIN_SECONDS:
                 d.say(p["hotline.engineer_on_the_way"])

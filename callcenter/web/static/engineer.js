@@ -3,6 +3,7 @@ import {
   $, api, dueInfo, flash, fmtRange, h, run, showPageError, startPage, statusBadge, urgencyBadge, watchTickets,
 } from '/static/app.js';
 import { actionButtons, actionForm } from '/static/actions.js';
+import { consentPanel } from '/static/consent.js';
 
 const STATUSES = 'dispatched,accepted,on_site,postponed,price_review';
 let meta;
@@ -26,6 +27,10 @@ function card(ticket) {
   h('p', { class: 'meta-line' }, `预约：${fmtRange(ticket.appointment_start, ticket.appointment_end)}`),
   h('p', { class: 'meta-line' }, '期限：', dueInfo(ticket)),
   ticket.is_paid ? h('p', { class: 'meta-line' }, '有偿维修') : null,
+  consentPanel(ticket, {
+    onOpen: () => { openForms += 1; },
+    onClose: () => { openForms -= 1; if (pending) refresh({ ids: [] }); },
+  }),
   actionButtons(ticket, async (action) => {
     if (formArea.firstChild) openForms -= 1;
     const form = await actionForm(ticket, action, meta, {
