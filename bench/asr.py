@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -197,7 +197,7 @@ def measure_emergency(model, voice: str, directory: Path) -> None:
         return
     from core.triage import triage
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     delays = []
     for sentence in SENTENCES["cmn"]:
         if not triage(sentence, now).emergency_words:

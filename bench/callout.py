@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,7 +43,7 @@ from sqlalchemy import select  # noqa: E402
 from callcenter.app import build_voice  # noqa: E402
 from core import callouts, migrate, roster_store  # noqa: E402
 from core.base import Actor  # noqa: E402
-from core.desk import NewTicket, create_ticket, HOTLINE  # noqa: E402
+from core.desk import HOTLINE, NewTicket, create_ticket  # noqa: E402
 from core.settings import DatabaseSettings, load_settings  # noqa: E402
 from core.store import Engineer, Resident, TicketEvent, make_engine, make_session_factory  # noqa: E402
 from core.tickets import Channel, Role, Urgency  # noqa: E402
@@ -125,7 +125,7 @@ def emergency_rings(directory: Path, proxy: Kamailio, sipp: Sipp, calls: int) ->
             with sessions() as session:
                 raised = session.scalars(select(TicketEvent.at).where(TicketEvent.note == "识别到紧急情况")
                                          .order_by(TicketEvent.id)).all()[len(figures)]
-            hook = raised.replace(tzinfo=timezone.utc).timestamp() if raised.tzinfo is None else raised.timestamp()
+            hook = raised.replace(tzinfo=UTC).timestamp() if raised.tzinfo is None else raised.timestamp()
             figures.append((invite - word, ringing - word, invite - hook))
     finally:
         service.stop()
@@ -139,7 +139,7 @@ def third_person(directory: Path, proxy: Kamailio, sipp: Sipp, ring_seconds: int
     phones = {name: sipp.start("callee_rings", timeout=3 * ring_seconds + 60).wait_ready()
               for name in ("张工", "李工", "王主管")}
     on_duty(sessions, phones, proxy)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     facts = NewTicket(description="厨房水管爆了", building="3", unit="2", room="1101", category="plumbing",
                       urgency=Urgency.EMERGENCY, channel=Channel.PHONE, reported_at=now)
     with sessions() as session, session.begin():

@@ -48,12 +48,16 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datetime import UTC
+
 from sqlalchemy import select  # noqa: E402
 
+from bench.ivr_calls import cpu_seconds, rss_mb  # noqa: E402
 from callcenter.asr.model import load_model  # noqa: E402
 from callcenter.ivr.flows.hotline import HotlineServices, answer_hotline, caller_number  # noqa: E402
 from callcenter.ivr.lines import Line, LineConfig  # noqa: E402
@@ -67,7 +71,6 @@ from core.settings import DatabaseSettings, load_settings  # noqa: E402
 from core.store import CallRecord, Resident, Ticket, TicketEvent, make_engine, make_session_factory  # noqa: E402
 from tests.support.hotline_caller import CallerScript, OnsetScripted, utterance_script, voice  # noqa: E402
 from tests.support.sip import LOOPBACK, Sipp, free_udp_ports  # noqa: E402
-from bench.ivr_calls import cpu_seconds, rss_mb  # noqa: E402
 
 RESIDENT = dict(phone="13800138000", name="王阿姨", building="3", unit="2", room="1101")
 SPEECH = {"stand-in": ("卫生间的水龙头一直滴水", "cmn"), "chinese": ("卫生间的水龙头一直滴水", "cmn"),
@@ -98,7 +101,7 @@ class Receiver:
             try:
                 data, source = sock.recvfrom(2048)
                 streams[source].append((time.monotonic(), data))
-            except socket.timeout:
+            except TimeoutError:
                 pass
             if pipe.poll():
                 if pipe.recv() == "stop":
@@ -125,7 +128,7 @@ def heard_whole(packets: list[tuple[float, RtpPacket]], prompt: bytes) -> bool:
 
 def largest_gap_ms(packets: list[tuple[float, RtpPacket]]) -> float:
     times = [at for at, _ in packets]
-    return 1000 * max((b - a for a, b in zip(times, times[1:])), default=0.0)
+    return 1000 * max((b - a for a, b in pairwise(times)), default=0.0)
 
 
 def main() -> None:
@@ -277,7 +280,7 @@ OUTAGE_MAX_SECONDS = 20.0
 
 def outage_round() -> None:
     """3号楼停水 is open; 30 residents call, none may leave a ticket, each call under 20 s."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from core import incidents
     from core.desk import Actor
@@ -292,7 +295,7 @@ def outage_round() -> None:
     migrate.upgrade(engine)
     sessions = make_session_factory(engine)
     phones = [f"138001{n:05d}" for n in range(OUTAGE_CALLERS)]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with sessions() as session, session.begin():
         session.add_all([Resident(phone=phone, name=f"住户{n}", building="3", unit=str(n % 4 + 1),
                                   room=f"{n // 4 + 1:02d}01") for n, phone in enumerate(phones)])

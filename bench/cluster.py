@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -86,7 +86,7 @@ class Cluster:
             connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
         self.sessions = make_session_factory(self.engine)
         with self.sessions() as session, session.begin():
-            add_user(session, *STAFF, "frontdesk", datetime.now(timezone.utc))
+            add_user(session, *STAFF, "frontdesk", datetime.now(UTC))
             session.add(Resident(**RESIDENT))
         extra, command = "", None
         if engine == "stand-in":
@@ -172,7 +172,7 @@ def run_round(cluster: Cluster, sipp: Sipp, pcap: Path, speech_end: float, calls
     wall = time.monotonic() - began
     # what the calls cost: the round's database work less what the idle nodes do meanwhile
     transactions, statements, milliseconds = (b - a - idle * wall for a, b, idle in
-                                              zip(counters, cluster.database_counters(), cluster.idle))
+                                              zip(counters, cluster.database_counters(), cluster.idle, strict=True))
     with cluster.sessions() as session:
         records = list(session.scalars(select(CallRecord).where(CallRecord.id > last_record)))
         tickets = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id > last_ticket))}
@@ -226,7 +226,7 @@ def background_load(cluster: Cluster, seconds: float = 30.0) -> None:
         connection.execute(text("SELECT pg_stat_statements_reset()"))
     before = cluster.database_counters()
     time.sleep(seconds)
-    transactions, statements, milliseconds = (b - a for a, b in zip(before, cluster.database_counters()))
+    transactions, statements, milliseconds = (b - a for a, b in zip(before, cluster.database_counters(), strict=True))
     cluster.idle = (transactions / seconds, statements / seconds, milliseconds / seconds)
     with cluster.engine.connect() as connection:
         top = connection.execute(text(

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -41,7 +41,7 @@ def seed(sessions, settings, count: int) -> float:
     rng = random.Random(7)
     clerk = Actor("bench", Role.FRONTDESK)
     start = time.perf_counter()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with sessions() as session, session.begin():
         engineers = [Engineer(name=f"工程师{i}", phone=f"1380000{i:04d}") for i in range(20)]
         session.add_all(engineers)

@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -51,8 +51,8 @@ from callcenter.ivr.lines import Line  # noqa: E402
 from callcenter.ivr.prompts import Prompts  # noqa: E402
 from callcenter.ivr.service import line_config  # noqa: E402
 from core import desk, followup, migrate, moves  # noqa: E402
-from core.calls import CallLog  # noqa: E402
 from core.base import Actor  # noqa: E402
+from core.calls import CallLog  # noqa: E402
 from core.desk import NewTicket  # noqa: E402
 from core.jobs import FOLLOWUP_TICK_SECONDS, Jobs  # noqa: E402
 from core.settings import DatabaseSettings, load_settings  # noqa: E402
@@ -76,7 +76,7 @@ class RunningClock:
     """The site's time, from ``start`` on, at the speed of the wall clock."""
 
     def __init__(self, start: datetime):
-        self.start, self.began = start.astimezone(timezone.utc), time.monotonic()
+        self.start, self.began = start.astimezone(UTC), time.monotonic()
 
     def __call__(self) -> datetime:
         return self.start + timedelta(seconds=time.monotonic() - self.began)
@@ -89,7 +89,7 @@ def peak_rss_mb() -> float:
 def aware(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=timezone.utc)  # SQLite hands back naive UTC
+    return moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
 
 
 def completed_repairs(sessions, settings, count: int) -> list[str]:

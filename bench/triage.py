@@ -12,7 +12,7 @@ import argparse
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,13 +37,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
     site = Triage.default()
-    now = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
     print(f"{'text':34} {'chars':>6} {'read ms':>9} {'hits ms':>9}")
     for name, unit in (("typical description, repeated", TYPICAL), ("keywords between blanks", KEYWORDS)):
         for length in (50, 500, 2000):
             text = (unit * (length // len(unit) + 1))[:length]
-            read = median_ms(lambda: site.read(text, now), args.repeat)
-            hits = median_ms(lambda: site.categories.hits(text), args.repeat)
+            read = median_ms(lambda text=text: site.read(text, now), args.repeat)
+            hits = median_ms(lambda text=text: site.categories.hits(text), args.repeat)
             print(f"{name:34} {length:6} {read:9.2f} {hits:9.2f}")
 
 

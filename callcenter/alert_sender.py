@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 import aiohttp
@@ -48,7 +48,7 @@ def robot_message(text: str) -> dict:
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
     """The ``sign`` query parameter of a 钉钉 加签 robot, URL-encoded."""
-    digest = hmac.new(secret.encode("utf-8"), f"{timestamp_ms}\n{secret}".encode("utf-8"), hashlib.sha256).digest()
+    digest = hmac.new(secret.encode("utf-8"), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
     return quote_plus(base64.b64encode(digest))
 
 
@@ -97,7 +97,7 @@ class AlertSender:
     """This node's sender: claims due alerts, posts them, records the outcome; until stopped."""
 
     def __init__(self, settings: Settings, sessions: sessionmaker,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  poll_seconds: float = POLL_SECONDS):
         self.settings, self.sessions, self.clock, self.poll_seconds = settings, sessions, clock, poll_seconds
         self.node = settings.node_name

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
-from datetime import datetime, timezone
-from typing import Callable
 
 from aiohttp import web
 from sqlalchemy import select
@@ -29,16 +29,17 @@ from callcenter.ivr.incident_callback import dial_outbound
 from callcenter.ivr.notice_calls import NoticeServices
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.service import Telephony, recognizer_factory
+from callcenter.ivr.who_is_coming import CallBack
 from callcenter.metrics import NO_METRICS, CountedCallLog, Metrics
 from callcenter.watchdog import Watchdog
-from callcenter.web.api_metrics import METRICS
-from callcenter.ivr.who_is_coming import CallBack
 from callcenter.web.api_consent import CONSENT_CALLS
+from callcenter.web.api_metrics import METRICS
 from callcenter.web.api_tickets import WHO_IS_COMING
 from callcenter.web.app import create_app
 from callcenter.web.context import HEALTH, WAKE_CALLOUTS
 from core import migrate
 from core.accounts import add_user
+from core.call_pool import DialFollowup
 from core.intake import PhoneDrafts
 from core.jobs import Jobs
 from core.nodes import NodeHeartbeat
@@ -58,7 +59,7 @@ def ensure_first_admin(settings: Settings, sessions) -> None:
             if session.scalar(select(User.id).limit(1)) is not None:
                 return
             password = secrets.token_urlsafe(12)
-            add_user(session, "admin", password, "admin", datetime.now(timezone.utc), "管理员")
+            add_user(session, "admin", password, "admin", datetime.now(UTC), "管理员")
     except IntegrityError:  # another node starting at the same moment made it first
         log.info("the first admin account was made by another node")
         return
@@ -72,7 +73,7 @@ def ensure_first_admin(settings: Settings, sessions) -> None:
 def load_speech(settings: Settings):
     """The shared speech model, or None; either way one plain log line says which and why."""
     status = model_status(settings.asr.model_path or None, settings.data_dir)
-    if not status.ready:
+    if not status.ready or status.path is None:  # ready: a path
         # Without a hotline line nothing listens to callers: an optional part not installed, no warning.
         answers_calls = any(line.get("flow", "hotline") == "hotline" for line in settings.lines)
         log.log(logging.WARNING if answers_calls else logging.INFO, "%s", status.message)
@@ -94,7 +95,7 @@ class Voice:
 
     telephony: Telephony
     callouts: CalloutRunner
-    dial_followup: Callable[[int], None] | None = None
+    dial_followup: DialFollowup | None = None  # a follow-up's id, or an incident's call-back
     notices: NoticeCalls | None = None  # a complaint's manager ring, a late arrival's apology (core.watch_jobs)
     consent_calls: ConsentCalls | None = None  # 有偿服务电话确认, on followup.line too
 
@@ -111,7 +112,7 @@ class Voice:
 
 
 def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str] | None], Recognizer] | None,
-                clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                 node_run_id: int | None = None, metrics: Metrics = NO_METRICS) -> Voice:
     prompts, meetings = Prompts(), Meetings()
     # Every call record says which node took it; every call is counted when its record closes.

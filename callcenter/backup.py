@@ -22,7 +22,7 @@ import os
 import shutil
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -57,7 +57,11 @@ class Summary:
 def sqlite_path(settings: Settings) -> Path | None:
     """The SQLite database file, or None for PostgreSQL."""
     url = make_url(settings.database_url)
-    return Path(url.database) if url.get_backend_name() == "sqlite" else None
+    if url.get_backend_name() != "sqlite":
+        return None
+    if url.database is None:
+        raise BackupError(f"database.url {settings.database_url!r} names no SQLite file (in memory): nothing to copy")
+    return Path(url.database)
 
 
 def postgres_hint(settings: Settings, directory: Path) -> str:
@@ -78,7 +82,7 @@ def backup(settings: Settings, directory: Path, config_file: Path | None) -> Sum
         raise BackupError(f"数据库文件不存在 / no database file at {database}")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
-    manifest: dict = {"format": FORMAT, "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    manifest: dict = {"format": FORMAT, "made_at": datetime.now(UTC).isoformat(timespec="seconds"),
                       "node": settings.node_name, "database": "sqlite" if database else "postgresql"}
     if database is not None:
         copy = directory / DATABASE_FILE
@@ -144,7 +148,7 @@ def restore(settings: Settings, directory: Path, force: bool = False) -> Summary
         raise BackupError("这是 SQLite 的备份，而当前配置使用 PostgreSQL / this backup holds a SQLite database but "
                           "database.url names PostgreSQL")
     tickets = None
-    if manifest["database"] == "sqlite":
+    if manifest["database"] == "sqlite" and database is not None:  # None: refused just above
         if not force and _holds_tickets(database):
             raise BackupError(f"数据库已有维修单；确认要覆盖请加 --force / {database} already holds tickets: "
                               "add --force to replace it")

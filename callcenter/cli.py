@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from callcenter.logs import setup_logging
@@ -231,7 +231,7 @@ def cmd_transcribe(args, settings: Settings) -> int:
     from core.triage import triage
 
     status = model_status(settings.asr.model_path or None, settings.data_dir)
-    if not status.ready:
+    if not status.ready or status.path is None:  # ready: a path
         raise CommandError(status.message)
     try:
         result = transcribe_file(args.file, load_model(status.path))
@@ -350,7 +350,7 @@ def cmd_user_add(args, settings: Settings) -> int:
     password = read_password()
     with _sessions(settings)() as session, session.begin():
         try:
-            user = add_user(session, args.name, password, args.role, datetime.now(timezone.utc),
+            user = add_user(session, args.name, password, args.role, datetime.now(UTC),
                             args.display_name, args.engineer)
         except AccountError as error:
             raise CommandError(str(error)) from None
@@ -410,7 +410,7 @@ def cmd_roster_override(args, settings: Settings) -> int:
             replaced = roster_store.engineer_named(session, args.replace)
             substitute = roster_store.engineer_named(session, args.substitute) if args.substitute else None
             roster_store.add_override(session, starts, ends, replaced, substitute, Actor("cli", Role.ADMIN),
-                                      datetime.now(timezone.utc), args.note)
+                                      datetime.now(UTC), args.note)
     except roster_store.RosterError as error:
         raise CommandError(str(error)) from None
     span = f"{starts.isoformat(timespec='minutes')} — {ends.isoformat(timespec='minutes')}"

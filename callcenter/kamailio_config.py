@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ALGORITHMS = {"round-robin": 4, "least-loaded": 10}
@@ -116,7 +116,7 @@ class DispatcherConfig:
         return "\n".join(lines) + "\n"
 
     def kamailio_cfg(self, node_list: Path, command: str = "") -> str:
-        written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        written = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         return TEMPLATE.format(
             written=written, command=command or "callcenter kamailio-config", listen=self.listen,
             host=self.listen.host, nodes=", ".join(map(str, self.nodes)), allow=",".join(self.allow),

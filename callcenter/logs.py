@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -42,7 +42,7 @@ class ContextFilter(logging.Filter):
 
 class UtcJsonFormatter(JsonFormatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
 
 def formatter(log_format: str) -> logging.Formatter:
@@ -94,5 +94,5 @@ def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
     if issubclass(args.exc_type, SystemExit):
         return
     thread = args.thread.name if args.thread else "?"
-    logging.getLogger("callcenter").error("thread %s ended by an exception", thread,
-                                          exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback) if args.exc_value is not None else None
+    logging.getLogger("callcenter").error("thread %s ended by an exception", thread, exc_info=exc_info)

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    GCCollector,
     Gauge,
+    GCCollector,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -77,13 +77,13 @@ class Metrics:
         self.state = StateCollector()
         r.register(self.state)
 
-    def counted_recognizers(self, factory: Callable[[Sequence[str] | None], Recognizer] | None
-                            ) -> Callable[[Sequence[str] | None], Recognizer] | None:
+    def counted_recognizers(self, factory: Callable[[list[str] | None], Recognizer] | None
+                            ) -> Callable[[list[str] | None], Recognizer] | None:
         """The recogniser factory, each recogniser it makes counted as active until released."""
         if factory is None:
             return None
 
-        def make(grammar: Sequence[str] | None = None) -> Recognizer:
+        def make(grammar: list[str] | None = None) -> Recognizer:
             recognizer = factory(grammar)
             self.asr_streams.inc()
             return CountedRecognizer(recognizer, self.asr_streams)
@@ -124,7 +124,7 @@ class StateCollector(Collector):
 
     def _tickets(self):
         try:
-            counts = self.open_tickets(datetime.now(timezone.utc))
+            counts = self.open_tickets(datetime.now(UTC))
         except Exception:  # the database away: the scrape still answers, without these
             log.exception("metrics: cannot count the open tickets")
             return

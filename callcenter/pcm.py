@@ -56,7 +56,7 @@ def downmix(pcm: bytes, channels: int) -> bytes:
     values = samples(pcm)
     frames = len(values) // channels
     columns = [values[channel:frames * channels:channels] for channel in range(channels)]
-    return to_bytes(array("h", (sum(frame) // channels for frame in zip(*columns))))
+    return to_bytes(array("h", (sum(frame) // channels for frame in zip(*columns, strict=True))))
 
 
 # ---------------------------------------------------------------- G.711 (ITU-T G.711, G.191 g711.c)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from core.db import affected_rows
 from core.store import Engineer, User, WebSession
 from core.tickets import Role
 
@@ -233,4 +234,4 @@ def end_sessions(session: Session, user_id: int, keep_token: str = "") -> int:
     query = delete(WebSession).where(WebSession.user_id == user_id)
     if keep_token:
         query = query.where(WebSession.token_hash != token_hash(keep_token))
-    return session.execute(query).rowcount
+    return affected_rows(session.execute(query))

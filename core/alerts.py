@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import dispatch
+from core.db import affected_rows
 from core.settings import Settings
 from core.store import CallOut, FollowUp, OutboxAlert, Ticket
 from core.store_watch import Complaint, EtaSlip
@@ -210,15 +211,17 @@ def due(session: Session, now: datetime, limit: int = 20) -> list[int]:
 
 def claim(session: Session, alert_id: int, node: str, now: datetime) -> Claimed | None:
     """Take a due alert for sending (commit before sending); None when another node took it."""
-    taken = session.execute(
+    taken = affected_rows(session.execute(
         update(OutboxAlert)
         .where(OutboxAlert.id == alert_id, OutboxAlert.state == PENDING, OutboxAlert.next_attempt_at <= now)
         .values(next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS), attempts=OutboxAlert.attempts + 1,
                 claimed_by=node[:64])
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if taken != 1:
         return None
     alert = session.get(OutboxAlert, alert_id, populate_existing=True)
+    if alert is None:  # just claimed in this transaction, so it cannot be gone
+        raise LookupError(f"outbox alert {alert_id} vanished after it was claimed")
     return Claimed(alert.id, alert.kind, alert.text, alert.attempts)
 
 
@@ -231,6 +234,8 @@ def failed(session: Session, alert_id: int, error: str, now: datetime, settings:
     """A send failed: when it is tried again (a doubling wait), or None: given up after
     ``alerts.max_attempts`` sends."""
     alert = session.get(OutboxAlert, alert_id, populate_existing=True)
+    if alert is None:
+        raise LookupError(f"no outbox alert {alert_id}")
     alert.last_error = error[:1000]
     if alert.attempts >= settings.alerts.max_attempts:
         alert.state = FAILED
@@ -242,6 +247,6 @@ def failed(session: Session, alert_id: int, error: str, now: datetime, settings:
 
 def purge(session: Session, now: datetime) -> int:
     """Forget sent and abandoned alerts after ``KEEP_DAYS`` (the outbox must not grow for ever)."""
-    return session.execute(delete(OutboxAlert).where(OutboxAlert.state != PENDING,
+    return affected_rows(session.execute(delete(OutboxAlert).where(OutboxAlert.state != PENDING,
                                                      OutboxAlert.created_at < now - timedelta(days=KEEP_DAYS))
-                           ).rowcount
+                           ))

@@ -6,26 +6,31 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Generic, TypeVar
 
 log = logging.getLogger("core.jobs")
 
+# What the jobs' pool dials: a follow-up id, or ("incident", caller id) for an incident call-back.
+CallItem = int | tuple[str, int]
 # Makes one follow-up call: claims it, dials, records the outcome (the telephony side's). It may
 # block for the whole call; each runs on a thread of its own.
-DialFollowup = Callable[[int], None]
+DialFollowup = Callable[[CallItem], None]
+
+Item = TypeVar("Item", bound=Hashable)
 
 
-class FollowupCalls:
+class FollowupCalls(Generic[Item]):
     """Due follow-ups, each called on a thread of its own, at most ``max_calls`` at once; an id
     still being called is not handed out again by this process."""
 
-    def __init__(self, dial: DialFollowup, max_calls: int):
+    def __init__(self, dial: Callable[[Item], None], max_calls: int):
         self.dial = dial
         self.max_calls = max_calls
         self.executor = ThreadPoolExecutor(max_calls, thread_name_prefix="followup-call")
         self.lock = threading.Lock()
-        self.in_flight: set[int] = set()
+        self.in_flight: set[Item] = set()
         # Told when a call ends: the freed line takes the next due follow-up at once. Waiting for
         # the 30 s tick held every line ~60 s for a 40 s survey (bench/followup.py: 7.3 vs 11 calls/min).
         self.on_line_free: Callable[[], None] = lambda: None
@@ -34,8 +39,8 @@ class FollowupCalls:
         with self.lock:
             return self.max_calls - len(self.in_flight)
 
-    def hand_out(self, followup_ids: list[int]) -> list[int]:
-        handed = []
+    def hand_out(self, followup_ids: Sequence[Item]) -> list[Item]:
+        handed: list[Item] = []
         with self.lock:
             for followup_id in followup_ids:
                 if followup_id not in self.in_flight and len(self.in_flight) < self.max_calls:
@@ -45,7 +50,7 @@ class FollowupCalls:
             self.executor.submit(self._call, followup_id)
         return handed
 
-    def _call(self, followup_id: int) -> None:
+    def _call(self, followup_id: Item) -> None:
         try:
             self.dial(followup_id)
         except Exception:

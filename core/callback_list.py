@@ -25,7 +25,7 @@ from sqlalchemy import ForeignKey, String, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from core.db import Base
+from core.db import Base, affected_rows
 from core.tickets import TransitionError
 
 JOIN_WITHIN = timedelta(hours=1)
@@ -119,7 +119,7 @@ def _record(session: Session, call: Abandoned) -> int:
             retired = session.execute(update(CallbackItem).where(CallbackItem.id == item.id,
                                                                  CallbackItem.open_key == key)
                                       .values(open_key=None))
-            if retired.rowcount != 1:
+            if affected_rows(retired) != 1:
                 raise _TookOver()
         item = CallbackItem(number=call.number, open_key=key, first_call_at=call.at, last_call_at=call.at,
                             stage=call.stage)
@@ -172,7 +172,7 @@ def resolve(session: Session, item_id: int, outcome: str, username: str, at: dat
         raise TransitionError("未显示号码的来电无法回拨，只能标记为无需回拨")
     done = session.execute(update(CallbackItem).where(CallbackItem.id == item_id, CallbackItem.status == OPEN)
                            .values(status=outcome, resolved_by=username, resolved_at=at, open_key=None))
-    if done.rowcount != 1:
+    if affected_rows(done) != 1:
         session.refresh(item)
         raise AlreadyResolved(f"这条回拨已由 {item.resolved_by} 标记为「{STATUS_NAMES[item.status]}」")
     session.refresh(item)

@@ -37,6 +37,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core import alerts, desk, dispatch, incidents, moves
 from core.base import Actor, NotFound
 from core.claims import Conflict, claim
+from core.db import affected_rows
 from core.desk import CALLOUT
 from core.dispatch import Action, Attempt, Decision, Outcome, Step
 from core.roster import ChainLink, on_duty
@@ -56,7 +57,7 @@ class CallOutState(StrEnum):
 
 RINGING, ACCEPTED, EXHAUSTED, STOPPED = (CallOutState.RINGING, CallOutState.ACCEPTED, CallOutState.EXHAUSTED,
                                          CallOutState.STOPPED)
-STATE_NAMES = {RINGING: "呼叫中", ACCEPTED: "已接单", EXHAUSTED: "无人接单", STOPPED: "已停止"}
+STATE_NAMES: dict[str, str] = {RINGING: "呼叫中", ACCEPTED: "已接单", EXHAUSTED: "无人接单", STOPPED: "已停止"}
 # A call-out only makes sense while nobody has taken the ticket yet.
 WAITING_FOR_ENGINEER = frozenset({Status.DRAFT, Status.RECEIVED, Status.DISPATCHED})
 
@@ -129,17 +130,20 @@ def next_call(session: Session, callout_id: int, now: datetime, settings: Settin
         return NextCall(Decision(Action(callout.state)))
     decision = dispatch.decide(chain, settings.callout, [_attempt(a) for a in callout.attempts], now)
     if decision.action in (Action.RING, Action.LAST_RESORT):
-        attempt = CallOutAttempt(round=decision.step.round, position=decision.step.position,
-                                 engineer_id=decision.step.engineer_id, contact=decision.step.contact,
+        step = decision.step
+        if step is None:  # dispatch.decide names the step for every ring
+            raise RuntimeError(f"callout {callout.id}: decided {decision.action} without a step to ring")
+        attempt = CallOutAttempt(round=step.round, position=step.position,
+                                 engineer_id=step.engineer_id, contact=step.contact,
                                  started_at=now)
         try:
             with session.begin_nested():
                 callout.attempts.append(attempt)
         except IntegrityError:  # another process claimed this very step: it is ringing there
             session.expire(callout, ["attempts"])
-            return NextCall(Decision(Action.WAIT, wait_until=now + timedelta(seconds=decision.step.ring_seconds)))
+            return NextCall(Decision(Action.WAIT, wait_until=now + timedelta(seconds=step.ring_seconds)))
         log.info("callout %d ticket %s: ring %s for %ds", callout.id, ticket.number,
-                 decision.step.describe(), decision.step.ring_seconds)
+                 step.describe(), step.ring_seconds)
         return NextCall(decision, attempt.id)
     if decision.action == Action.EXHAUSTED:
         if not _end(session, callout, EXHAUSTED, now):
@@ -297,9 +301,9 @@ def _record_ring(session: Session, attempt: CallOutAttempt, outcome: Outcome, ra
     """A ring's outcome, once: two processes recording the same ring (a cut-off and the real end) cannot
     both; the second gets CallOutError."""
     values = {"outcome": outcome.value, "ended_at": now, "rang_seconds": rang_seconds}
-    recorded = session.execute(
+    recorded = affected_rows(session.execute(
         update(CallOutAttempt).where(CallOutAttempt.id == attempt.id, CallOutAttempt.outcome.is_(None))
-        .values(**values).execution_options(synchronize_session=False)).rowcount
+        .values(**values).execution_options(synchronize_session=False)))
     if recorded != 1:
         session.refresh(attempt)
         raise CallOutError("这次呼叫的结果已经记录过")
@@ -308,6 +312,8 @@ def _record_ring(session: Session, attempt: CallOutAttempt, outcome: Outcome, ra
 
 
 def _note_ring(ticket: Ticket, callout: CallOut, attempt: CallOutAttempt, now: datetime, remark: str = "") -> None:
+    if attempt.outcome is None:  # noted only once its outcome is recorded
+        raise ValueError(f"callout attempt {attempt.id} has no outcome to note")
     outcome, rang_seconds = Outcome(attempt.outcome), attempt.rang_seconds
     step = _step_of(callout, attempt)
     rang = f"，振铃 {rang_seconds:.0f} 秒" if rang_seconds is not None else ""
@@ -334,8 +340,8 @@ def _end(session: Session, callout: CallOut, state: str, now: datetime, engineer
     """Ring no more, if it still rings (as stored now, not as read); False: it had ended already
     (``callout`` then shows how). The row stays ours until the commit."""
     values = _end_values(state, now, engineer_id, stopped_by, note)
-    ended = session.execute(update(CallOut).where(CallOut.id == callout.id, CallOut.state == RINGING)
-                            .values(**values).execution_options(synchronize_session=False)).rowcount
+    ended = affected_rows(session.execute(update(CallOut).where(CallOut.id == callout.id, CallOut.state == RINGING)
+                            .values(**values).execution_options(synchronize_session=False)))
     if ended != 1:
         session.refresh(callout)
         return False

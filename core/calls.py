@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import utcnow
 from core.store import CallRecord
 
+
 @dataclass
 class CallFilter:
     direction: str = ""

@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from core.db import affected_rows
 from core.node_store import LiveChange
 
 CHANNEL = "callcenter_changes"
@@ -72,7 +73,7 @@ def install_triggers(connection: Connection) -> None:
         return
     if connection.dialect.name != "sqlite":
         raise RuntimeError(f"no live-change triggers for {connection.dialect.name}")
-    existing = dict(connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")).all())
+    existing: dict[str, str] = dict(connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")).all())
     for name, body in _SQLITE_TRIGGERS.items():
         wanted = f"CREATE TRIGGER {name} {body}"
         if existing.get(name) != wanted:
@@ -93,7 +94,7 @@ def journal_end(session: Session) -> int:
 def journal_since(session: Session, cursor: int, limit: int = 1000) -> tuple[list[tuple[int, int | None, int | None]], bool]:
     """Changes after ``cursor`` as (id, ticket_id, call_id), oldest first, and whether some were
     purged before this reader saw them (then it cannot know what it missed)."""
-    rows = [tuple(row) for row in session.execute(
+    rows = [row.tuple() for row in session.execute(
         select(LiveChange.id, LiveChange.ticket_id, LiveChange.call_id)
         .where(LiveChange.id > cursor).order_by(LiveChange.id).limit(limit))]
     oldest = session.scalar(select(func.min(LiveChange.id)))
@@ -104,4 +105,4 @@ def journal_since(session: Session, cursor: int, limit: int = 1000) -> tuple[lis
 def purge_journal(session: Session) -> int:
     """Forget all but the newest ``JOURNAL_KEEP`` changes; returns how many were deleted."""
     newest = journal_end(session)
-    return session.execute(delete(LiveChange).where(LiveChange.id <= newest - JOURNAL_KEEP)).rowcount
+    return affected_rows(session.execute(delete(LiveChange).where(LiveChange.id <= newest - JOURNAL_KEEP)))

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.db import affected_rows
 from core.store import Ticket, TicketEvent
 from core.tickets import STATUS_NAMES, Status, TransitionError
 
@@ -39,9 +40,9 @@ def claim(session: Session, ticket: Ticket, seen_version: int | None = None) -> 
     claim fails rather than overwrite)."""
     session.flush()  # this unit's own earlier changes are not a conflict
     seen = ticket.version if seen_version is None else seen_version
-    matched = session.execute(
+    matched = affected_rows(session.execute(
         update(Ticket).where(Ticket.id == ticket.id, Ticket.version == seen).values(version=Ticket.version)
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if matched == 1:
         return
     session.refresh(ticket)

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from core import desk
 from core.calling_hours import CallingHours
+from core.db import affected_rows
 from core.desk import FOLLOWUP, Actor, NotFound, ValidationError
 from core.settings import Settings
 from core.store import FollowUp
@@ -90,6 +91,8 @@ def open_for_followup(session: Session, followup: FollowUp, reason: str, now: da
                 session.add(complaint)
         except IntegrityError:  # another node recorded one for this ticket a moment ago
             existing = open_complaint(session, ticket.id)
+            if existing is None:  # and it was closed again before we could read it
+                raise LookupError(f"ticket {ticket.number}: the complaint that blocked ours is no longer open") from None
         else:
             desk.record_event(ticket, FOLLOWUP, now, "complaint",
                               note=f"登记为投诉：{reason}。处理时限 {_when(complaint.due_at, settings)}；"
@@ -116,11 +119,11 @@ def handle(session: Session, ticket_id: int, actor: Actor, note: str, now: datet
     if complaint is None:
         desk.get_ticket(session, ticket_id)  # NotFound for a ticket that does not exist
         raise ComplaintError("这张维修单没有未处理的投诉")
-    taken = session.execute(
+    taken = affected_rows(session.execute(
         update(Complaint).where(Complaint.id == complaint.id, Complaint.handled_at.is_(None))
         .values(handled_at=now, handled_by=actor.name[:64], handled_note=note, open_ticket_id=None,
                 escalation=_after_handling(complaint.escalation))
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if taken != 1:
         raise ComplaintError("这条投诉刚刚已被他人处理")
     session.refresh(complaint)
@@ -210,8 +213,8 @@ def _move(session: Session, complaint_id: int, frm: str, to: str, due_by: dateti
     query = update(Complaint).where(Complaint.id == complaint_id, Complaint.escalation == frm)
     if due_by is not None:
         query = query.where(Complaint.escalate_at <= due_by, Complaint.handled_at.is_(None))
-    return session.execute(query.values(escalation=to, **values)
-                           .execution_options(synchronize_session=False)).rowcount == 1
+    return affected_rows(session.execute(query.values(escalation=to, **values)
+                           .execution_options(synchronize_session=False))) == 1
 
 
 def _when(moment: datetime, settings: Settings) -> str:

@@ -34,5 +34,8 @@ def keep_daily_list(session: Session, day: date, now: datetime, settings: Settin
         with session.begin_nested():
             session.add(kept)
     except IntegrityError:  # kept by another process a moment ago
-        return session.get(DailyList, day)
+        other = session.get(DailyList, day)
+        if other is None:
+            raise LookupError(f"the daily list of {day} clashed with another but cannot be read") from None
+        return other
     return kept

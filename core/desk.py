@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.base import Actor, NotFound, ValidationError, parse_time  # noqa: F401 (also desk.X for callers)
-from core.phones import PHONE_PATTERN, normalise_phone  # noqa: F401 (also desk.X for callers)
 from core.claims import Conflict, claim, hold  # noqa: F401 (Conflict: desk.Conflict for callers)
+from core.phones import PHONE_PATTERN, normalise_phone  # noqa: F401 (also desk.X for callers)
 from core.settings import Settings
 from core.store import Engineer, FeeItem, Resident, Ticket, TicketCounter, TicketEvent
 from core.tickets import (

@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from core.contacts import ContactError, check_contact, is_sip_address
+from core.db import affected_rows
 from core.phones import PHONE_PATTERN, normalise_phone
 from core.store import Engineer, Resident
 
@@ -68,7 +69,7 @@ def import_residents(session: Session, rows: list[dict[str, str]], replace: bool
         for key in ("name", "building", "unit", "room"):
             setattr(resident, key, row[key])
     if replace:
-        result.removed = session.execute(delete(Resident).where(Resident.phone.not_in(seen))).rowcount
+        result.removed = affected_rows(session.execute(delete(Resident).where(Resident.phone.not_in(seen))))
     return result
 
 

@@ -15,9 +15,9 @@ answer all move on; whoever declined is not asked again in a later round.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
 
 from core.outcomes import CallOutcome
 from core.roster import ANY_SKILL, ChainLink

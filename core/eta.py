@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import alerts, desk
+from core.db import affected_rows
 from core.desk import FOLLOWUP, Actor, normalise_phone
 from core.settings import Settings
 from core.store import CallRecord, Ticket
@@ -80,7 +81,7 @@ def detect(session: Session, now: datetime, settings: Settings) -> list[EtaSlip]
     found = []
     for ticket in session.scalars(select(Ticket).where(Ticket.status.in_(WATCHED), Ticket.arrived_at.is_(None))):
         promised, slipped = promised_arrival(ticket, settings), slip_time(ticket, settings)
-        if slipped is None or now < slipped or now - promised > timedelta(hours=MAX_LATE_HOURS):
+        if promised is None or slipped is None or now < slipped or now - promised > timedelta(hours=MAX_LATE_HOURS):
             continue
         if any(s.promised_at == promised for s in ticket.eta_slips):
             continue
@@ -129,6 +130,8 @@ def claim(session: Session, slip_id: int, now: datetime, settings: Settings) -> 
     if not _move(session, slip_id, PENDING, CALLING, due_by=now, claimed_at=now, updated_at=now):
         return None
     slip = session.get(EtaSlip, slip_id, populate_existing=True)
+    if slip is None:  # just claimed in this transaction, so it cannot be gone
+        raise LookupError(f"arrival slip {slip_id} vanished after it was claimed")
     ticket = slip.ticket
     if ticket.status not in WATCHED or promised_arrival(ticket, settings) != slip.promised_at:
         slip.status = SKIPPED
@@ -189,7 +192,7 @@ def _move(session: Session, slip_id: int, frm: str, to: str, due_by: datetime | 
     query = update(EtaSlip).where(EtaSlip.id == slip_id, EtaSlip.status == frm)
     if due_by is not None:
         query = query.where(EtaSlip.call_at <= due_by)
-    return session.execute(query.values(status=to, **values).execution_options(synchronize_session=False)).rowcount == 1
+    return affected_rows(session.execute(query.values(status=to, **values).execution_options(synchronize_session=False))) == 1
 
 
 def _hhmm(moment: datetime, settings: Settings) -> str:

@@ -45,6 +45,7 @@ from core import alerts, complaints, desk
 from core.base import Actor, NotFound, ValidationError
 from core.calling_hours import CallingHours
 from core.claims import Conflict
+from core.db import affected_rows
 from core.desk import FOLLOWUP
 from core.outcomes import CallOutcome
 from core.phones import normalise_phone
@@ -82,8 +83,8 @@ SCHEDULED, CALLING, DONE, FAILED, OPTED_OUT = (FollowUpState.SCHEDULED, FollowUp
 FOLLOWUP_STATUS_NAMES = {SCHEDULED: "待回访", CALLING: "通话中", DONE: "已回访", FAILED: "回访失败",
                           OPTED_OUT: "不再回访"}
 # How a call that reached nobody ended (what record_no_contact accepts).
-NO_CONTACT = {CallOutcome.NO_ANSWER: "无人接听", CallOutcome.BUSY: "占线", CallOutcome.VOICEMAIL: "语音信箱",
-              CallOutcome.FAILED: "呼叫失败"}
+NO_CONTACT: dict[str, str] = {CallOutcome.NO_ANSWER: "无人接听", CallOutcome.BUSY: "占线", CallOutcome.VOICEMAIL: "语音信箱",
+                              CallOutcome.FAILED: "呼叫失败"}
 SATISFIED_RATINGS = RATINGS[:2]  # 满意, 基本满意
 # A survey call lasts a few minutes; a claim this old without an outcome was cut off by a crash.
 STALE_CALL_MINUTES = 15
@@ -147,6 +148,9 @@ def schedule_for(session: Session, ticket: Ticket, now: datetime, settings: Sett
     asking again returns it, moved to ``at`` if given."""
     if ticket.status != Status.COMPLETED:
         raise FollowUpError(f"维修单状态为「{STATUS_NAMES[Status(ticket.status)]}」，只有已完成的维修单可以回访")
+    completed_at = ticket.completed_at
+    if completed_at is None:  # a completed ticket has its completion time; the follow-up asks about it
+        raise FollowUpError("维修单没有完成时间，无法安排回访")
     phone = normalise_phone(ticket.phone)
     if not phone:
         raise FollowUpError("维修单没有联系电话，无法电话回访")
@@ -167,15 +171,18 @@ def schedule_for(session: Session, ticket: Ticket, now: datetime, settings: Sett
         existing.due_at, existing.resident_agreed, existing.updated_at = at, True, now
         _note(ticket, now, f"回访时间改为与住户约定的 {_when(at, settings)}", existing)
         return existing
-    due = at or max(due_time(ticket.completed_at, ticket.urgency, settings), hours.next_open(now))
+    due = at or max(due_time(completed_at, ticket.urgency, settings), hours.next_open(now))
     followup = FollowUp(ticket_id=ticket.id, open_ticket_id=ticket.id, phone=phone,
-                        completed_at=ticket.completed_at, due_at=due, resident_agreed=at is not None,
+                        completed_at=completed_at, due_at=due, resident_agreed=at is not None,
                         status=SCHEDULED, attempts=0, created_at=now, updated_at=now)
     try:
         with session.begin_nested():
             session.add(followup)
     except IntegrityError:  # another process scheduled this ticket a moment ago
-        return open_followup(session, ticket.id)
+        other = open_followup(session, ticket.id)
+        if other is None:  # and it was closed again before we could read it
+            raise LookupError(f"ticket {ticket.number}: the follow-up that blocked ours is no longer open") from None
+        return other
     agreed = "（与住户约定）" if at is not None else ""
     _note(ticket, now, f"已安排回访电话：{_when(due, settings)}{agreed}", followup)
     log.info("followup %d ticket %s scheduled for %s", followup.id, ticket.number, due.isoformat())
@@ -213,15 +220,17 @@ def due_followups(session: Session, now: datetime, settings: Settings, limit: in
 def claim(session: Session, followup_id: int, now: datetime) -> FollowUp | None:
     """Take a due follow-up for dialling (scheduled -> calling, one more attempt). None when another
     process has it, it is not due (any more), or it no longer needs a call. Commit before dialling."""
-    taken = session.execute(
+    taken = affected_rows(session.execute(
         update(FollowUp)
         .where(FollowUp.id == followup_id, FollowUp.status == SCHEDULED, FollowUp.due_at <= now)
         .values(status=CALLING, attempts=FollowUp.attempts + 1, claimed_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if taken != 1:
         return None
     followup = session.get(FollowUp, followup_id, populate_existing=True)
+    if followup is None:  # just claimed in this transaction, so it cannot be gone
+        raise LookupError(f"follow-up {followup_id} vanished after it was claimed")
     if followup.ticket.status != Status.COMPLETED:  # moved on by hand a moment ago
         session.delete(followup)
         return None
@@ -306,7 +315,10 @@ def opt_out(session: Session, phone: str, now: datetime, how: str) -> FollowUpOp
             with session.begin_nested():
                 session.add(entry)
         except IntegrityError:  # written by another process a moment ago
-            entry = session.get(FollowUpOptOut, phone)
+            other = session.get(FollowUpOptOut, phone)
+            if other is None:
+                raise LookupError(f"the opt-out of {phone} clashed with another but cannot be read") from None
+            entry = other
     waiting = session.scalars(select(FollowUp).where(FollowUp.phone == phone, FollowUp.status == SCHEDULED)).all()
     for followup in waiting:
         if not _hold(session, followup):
@@ -330,8 +342,8 @@ def _get(session: Session, followup_id: int) -> FollowUp:
 def _hold(session: Session, followup: FollowUp) -> bool:
     """True if the follow-up's status is still the one read, and the row is then ours until the
     commit; False if it changed meanwhile (``followup`` then shows how)."""
-    held = session.execute(update(FollowUp).where(FollowUp.id == followup.id, FollowUp.status == followup.status)
-                           .values(status=FollowUp.status).execution_options(synchronize_session=False)).rowcount
+    held = affected_rows(session.execute(update(FollowUp).where(FollowUp.id == followup.id, FollowUp.status == followup.status)
+                           .values(status=FollowUp.status).execution_options(synchronize_session=False)))
     if held != 1:
         session.refresh(followup)
     return held == 1
@@ -429,7 +441,7 @@ def _rework_and_alert(session: Session, followup: FollowUp, now: datetime, setti
             desk.apply_move(session, ticket, TransitionRequest(
                 Status.DISPATCHED, engineer_id=ticket.engineer_id, reason=reason, note=followup.comment),
                 FOLLOWUP, now, settings)
-            outcome = f"已返修，派给 {ticket.engineer.name}"
+            outcome = f"已返修，派给 {ticket.engineer.name if ticket.engineer is not None else '维修人员'}"
             break
         except Conflict:  # changed a moment ago (claim re-read it): look again
             continue

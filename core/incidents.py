@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import desk
+from core.db import affected_rows
 from core.desk import Actor, NotFound, ValidationError
 from core.incident_store import Incident, IncidentCaller
 from core.settings import Settings
@@ -220,14 +221,15 @@ def incident_for(session: Session, place: Place, kind: str | None, now: datetime
             continue
         try:
             with session.begin_nested():
-                incident = declare(session, kind=kind, buildings=[place.building] if place.building else [],
-                                   area=place.area, action="repairing", actor=desk.HOTLINE, now=now,
-                                   ticket_id=ticket.id)
+                formed = declare(session, kind=kind, buildings=[place.building] if place.building else [],
+                                 area=place.area, action="repairing", actor=desk.HOTLINE, now=now,
+                                 ticket_id=ticket.id)
         except IncidentError:  # another node formed it from the same ticket a moment ago
-            incident = session.scalar(select(Incident).where(Incident.ticket_id == ticket.id))
-            if incident is None or incident.closed_at is not None:
+            other = session.scalar(select(Incident).where(Incident.ticket_id == ticket.id))
+            if other is None or other.closed_at is not None:
                 continue
-        return incident
+            formed = other
+        return formed
     return None
 
 
@@ -270,13 +272,15 @@ def claim_call_back(session: Session, caller_id: int) -> IncidentCaller | None:
     """Take one pending call-back (stored before dialling: no number is rung twice, whatever node)."""
     from sqlalchemy import update
 
-    taken = session.execute(update(IncidentCaller).where(IncidentCaller.id == caller_id,
-                                                         IncidentCaller.call_back_state == "pending")
-                            .values(call_back_state="calling")).rowcount
+    taken = affected_rows(session.execute(update(IncidentCaller).where(IncidentCaller.id == caller_id,
+                                                                       IncidentCaller.call_back_state == "pending")
+                                          .values(call_back_state="calling")))
     return session.get(IncidentCaller, caller_id) if taken else None
 
 
 def record_call_back(session: Session, caller_id: int, outcome: str, record_id: int | None) -> None:
     caller = session.get(IncidentCaller, caller_id)
+    if caller is None:
+        raise LookupError(f"no incident caller {caller_id}")
     caller.call_back_state = outcome if outcome in CALL_BACK_STATES else "failed"
     caller.call_back_record_id = record_id

@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,7 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
 from core import followup, incidents, nodes
-from core.call_pool import DialFollowup, FollowupCalls
+from core.call_pool import CallItem, DialFollowup, FollowupCalls
 from core.calling_hours import CallingHours
 from core.daily_list import keep_daily_list, last_cutoff_day
 from core.db import make_session_factory, utcnow
@@ -92,13 +93,13 @@ class Jobs:
 
     # --- the jobs (also callable directly) ----------------------------------------------------------
 
-    def followup_tick(self) -> list[int]:
+    def followup_tick(self) -> list[CallItem]:
         """Hand the follow-ups due now to the dialler; returns the ids handed out."""
         now = self.clock()
         with self.sessions() as session, session.begin():
             followup.recover_stale_calls(session, now, self.settings)
             free = self.calls.free() if self.calls else self.settings.followup.max_calls
-            due = followup.due_followups(session, now, self.settings, limit=free) if free else []
+            due: list[CallItem] = [*followup.due_followups(session, now, self.settings, limit=free)] if free else []
             due += self._incident_call_backs(session, now, free - len(due))
         if not due:
             return []
@@ -243,9 +244,10 @@ class Jobs:
 
     def health(self) -> dict[str, Any]:
         """For /api/health: may this node run the jobs, does it now, who does, when each runs next."""
-        running = self.scheduler is not None and self.scheduler.running
+        scheduler = self.scheduler
+        running = scheduler is not None and scheduler.running
         holder = self.lease.current_holder.split("/")[0] if self.lease.current_holder else None
         return {"enabled": self.settings.scheduler.owner, "owner": self.lease.held, "holder": holder,
                 "running": running,
                 "jobs": {job.id: job.next_run_time.isoformat() if job.next_run_time else None
-                         for job in self.scheduler.get_jobs()} if running else {}}
+                         for job in scheduler.get_jobs()} if scheduler is not None and running else {}}

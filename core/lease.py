@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,7 +28,7 @@ from core.node_store import Lease as LeaseRow
 
 log = logging.getLogger(__name__)
 SAFETY_SECONDS = 2.0
-NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass

@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from core import desk, followup
-from core.consent import standing_consent
 from core.base import Actor
+from core.consent import standing_consent
 from core.settings import Settings
 from core.store import Ticket
 from core.tickets import Status, TransitionRequest, require_paid_consent, rule_for

@@ -22,9 +22,9 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -153,8 +153,8 @@ def close_lost_calls(session: Session, now: datetime, cluster: ClusterSettings) 
         # It ended at the latest when its process last gave a sign of life.
         ended = max(min(run.stopped_at or run.seen_at, now), record.started_at)
         record.outcome, record.ended_at = LOST, ended
-        if record.ticket_id is not None:
-            ticket = session.get(Ticket, record.ticket_id)
+        ticket = session.get(Ticket, record.ticket_id) if record.ticket_id is not None else None
+        if ticket is not None:
             desk.record_event(ticket, desk.HOTLINE, now, "call",
                               note=f"通话中断：处理该通话的节点 {run.node} 已失联，已保存的内容和录音均已保留",
                               data={"call_id": record.id, "node": run.node})

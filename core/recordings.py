@@ -14,6 +14,7 @@ from sqlalchemy import null, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import callback_list
+from core.db import affected_rows
 from core.store import CallRecord
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,12 @@ def delete_old_recordings(session: Session, recordings_dir: Path, now: datetime,
 def forget_old_calls(session: Session, cutoff: datetime) -> int:
     """Clear the transcripts and the callers' and called numbers of calls started before ``cutoff``;
     returns how many records were cleared."""
-    cleared = session.execute(
+    cleared = affected_rows(session.execute(
         update(CallRecord)
         .where(CallRecord.started_at < cutoff,
                or_(CallRecord.transcript.is_not(None), CallRecord.caller != "", CallRecord.called != ""))
         .values(transcript=null(), caller="", called="")
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if cleared:
         log.info("cleared the transcripts and phone numbers of %d call records older than %s", cleared,
                  cutoff.date().isoformat())

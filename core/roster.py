@@ -10,9 +10,9 @@ engineer by another, or by nobody, for a time range, and win over the pattern on
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 WEEKDAY_NAMES = "一二三四五六日"  # ISO weekdays 1..7
@@ -156,18 +156,18 @@ def gaps(roster: Roster, start: datetime, end: datetime, skills: Sequence[str] |
     nobody on duty at all is one gap for "", not one more per skill.
     """
     skills = roster.skills() if skills is None else list(skills)
-    moments = {start}
+    changes = {start}
     first, last = start.astimezone(roster.tz).date(), end.astimezone(roster.tz).date()
     for offset in range(-1, (last - first).days + 1):
         for shift in roster.shifts:
-            moments.update(shift.occurrence(first + timedelta(days=offset), roster.tz) or ())
+            changes.update(shift.occurrence(first + timedelta(days=offset), roster.tz) or ())
     for override in roster.overrides:
-        moments.update((override.starts_at, override.ends_at))
-    moments = sorted(m for m in moments if start <= m < end)
+        changes.update((override.starts_at, override.ends_at))
+    moments = sorted(m for m in changes if start <= m < end)
     nobody_at_all = {m for m in moments if ANY_SKILL in skills and not on_duty(roster, m).chain}
     found: list[Gap] = []
     for skill in skills:
-        for begins, ends in zip(moments, moments[1:] + [end]):
+        for begins, ends in zip(moments, moments[1:] + [end], strict=True):
             if skill != ANY_SKILL and begins in nobody_at_all:
                 continue
             duty = on_duty(roster, begins, skill)

@@ -13,10 +13,11 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import date, time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.base import WindowError, parse_windows
@@ -440,7 +441,7 @@ def _build(cls: type, values: dict[str, Any], environ: Mapping[str, str], prefix
         raise SettingsError(f"未知配置项 / unknown setting: {', '.join(where + k for k in sorted(unknown))}")
     built = cls()
     changes: dict[str, Any] = {}
-    for name, f in known.items():
+    for name in known:
         current = getattr(built, name)
         env_name = prefix + name.upper()
         if is_dataclass(current):

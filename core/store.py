@@ -7,7 +7,7 @@ The schema is changed only through Alembic migrations in ``core/migrations``.
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
@@ -29,6 +29,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core.db import Base, UtcDateTime, make_engine, make_session_factory, normalise_url, utcnow  # noqa: F401
 from core.node_store import Lease, LiveChange, NodeRun  # noqa: F401
 from core.tickets import Channel, Role, Status, Urgency
+
+if TYPE_CHECKING:
+    from core.store_watch import Complaint, EtaSlip
 
 
 class Ticket(Base):
@@ -89,6 +92,9 @@ class Ticket(Base):
         back_populates="ticket", order_by="TicketEvent.id", cascade="all, delete-orphan"
     )
     calls: Mapped[list[CallRecord]] = relationship(order_by="CallRecord.id", viewonly=True)
+    if TYPE_CHECKING:  # mapped in core.store_watch, which imports this module
+        complaints: Mapped[list[Complaint]]
+        eta_slips: Mapped[list[EtaSlip]]
 
 
 class TicketEvent(Base):

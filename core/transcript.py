@@ -45,6 +45,7 @@ class Transcript:
     confirmed: list[str] | None = None  # the hotline's: the facts the caller confirmed (None: not a hotline call)
     without_speech: str | None = None  # why the call was taken on keys only ("recognisers_busy"); None: it was not
     who_is_coming: dict[str, Any] | None = None  # what the caller was told of the engineer coming, if anything
+    consent: dict[str, Any] | None = None  # the consent call's: the amount quoted and the answer
 
     def of_step(self, step: str) -> list[Utterance]:
         return [u for u in self.utterances if u.step == step]
@@ -57,6 +58,8 @@ class Transcript:
             stored["without_speech"] = self.without_speech
         if self.who_is_coming is not None:
             stored["who_is_coming"] = self.who_is_coming
+        if self.consent is not None:
+            stored["consent"] = self.consent
         return stored
 
     @classmethod
@@ -66,4 +69,4 @@ class Transcript:
         confirmed = data.get("confirmed")
         return cls([Utterance.from_json(u) for u in data.get("utterances", [])],
                    list(confirmed) if confirmed is not None else None, data.get("without_speech"),
-                   data.get("who_is_coming"))
+                   data.get("who_is_coming"), data.get("consent"))

@@ -8,9 +8,9 @@ before dialling so nothing is called twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 from sqlalchemy.orm import sessionmaker
 
@@ -34,7 +34,7 @@ class NoticeCalls:
 
 class Watches:
     def __init__(self, settings: Settings, sessions: sessionmaker, clock: Callable[[], datetime],
-                 calls: NoticeCalls | None, pool: Callable[[Callable[[int], None], int], FollowupCalls]):
+                 calls: NoticeCalls | None, pool: Callable[[Callable[[int], None], int], FollowupCalls[int]]):
         self.settings, self.sessions, self.clock = settings, sessions, clock
         calls = calls or NoticeCalls()
         self.complaint_calls = pool(calls.ring_complaint, MANAGER_CALLS) if calls.ring_complaint else None
@@ -54,7 +54,7 @@ class Watches:
         return {"complaints": self._hand_out(self.complaint_calls, escalations, "complaint escalations", "callout.line"),
                 "eta_slips": self._hand_out(self.slip_calls, slips, "arrival-slip calls", "followup.line")}
 
-    def _hand_out(self, calls: FollowupCalls | None, ids: list[int], what: str, setting: str) -> list[int]:
+    def _hand_out(self, calls: FollowupCalls[int] | None, ids: list[int], what: str, setting: str) -> list[int]:
         if not ids:
             return []
         if calls is None:

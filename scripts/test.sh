@@ -17,5 +17,8 @@ run_pytest() {
   .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || status=$?
   [[ $status -eq 0 || $status -eq 5 ]] || exit $status
 }
+# Lint, import order and types first (configured in pyproject.toml): CI enforces them.
+.venv/bin/ruff check .
+.venv/bin/mypy
 run_pytest -n 3 --dist loadfile -m "not serial" "$@"
 run_pytest -m serial "$@"

@@ -8,7 +8,7 @@ import itertools
 import os
 import threading
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -81,7 +81,7 @@ class Clock:
     """A clock the test moves by hand; starts at a Monday 10:00 in Shanghai."""
 
     def __init__(self, start: datetime | None = None):
-        self.now = start or datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+        self.now = start or datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -123,7 +123,7 @@ def people(sessions):
     from core.accounts import add_user
     from core.store import Engineer
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with sessions() as session, session.begin():
         session.add_all([Engineer(name="张工", phone="13800000001"), Engineer(name="李工", phone="13800000002")])
         session.flush()
@@ -198,7 +198,7 @@ class LiveServer:
         from core.accounts import add_user
 
         with self.sessions() as session, session.begin():
-            add_user(session, username, password, role, datetime.now(timezone.utc),
+            add_user(session, username, password, role, datetime.now(UTC),
                      engineer_name=engineer_name or "")
 
     def add_engineer(self, name, phone, skills=()):

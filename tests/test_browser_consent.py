@@ -6,8 +6,21 @@ from __future__ import annotations
 import pytest
 
 from tests.test_browser import (  # noqa: F401  (fixtures)
-    PASSWORD, browser_a, browser_b, browsers, call, css, engineer_id, login, move, new_ticket, phone_view,
-    screenshot, shown, text_is, wait,
+    PASSWORD,
+    browser_a,
+    browser_b,
+    browsers,
+    call,
+    css,
+    engineer_id,
+    login,
+    move,
+    new_ticket,
+    phone_view,
+    screenshot,
+    shown,
+    text_is,
+    wait,
 )
 
 # The page's business; the rules under it run on both databases in test_consent and test_api_consent.

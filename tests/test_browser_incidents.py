@@ -8,7 +8,15 @@ import pytest
 from core import incidents
 from core.incidents import Place
 from tests.test_browser import (  # noqa: F401 (fixtures)
-    PASSWORD, browser_a, browsers, call, css, login, new_ticket, shown, wait,
+    PASSWORD,
+    browser_a,
+    browsers,
+    call,
+    css,
+    login,
+    new_ticket,
+    shown,
+    wait,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]

@@ -11,7 +11,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.test_browser import (  # noqa: F401  (fixtures)
-    PASSWORD, browser_a, browsers, call, choose, css, css_all, login, screenshot, shown, wait,
+    PASSWORD,
+    browser_a,
+    browsers,
+    call,
+    choose,
+    css,
+    css_all,
+    login,
+    screenshot,
+    shown,
+    wait,
 )
 
 # Forms and proposals are the browser's business; the database under them is covered by test_api_triage.

@@ -6,7 +6,7 @@ made with core on the same database, as the telephony side and the scheduler mak
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -16,7 +16,18 @@ from core.followup import SurveyAnswers
 from core.store import Engineer, Ticket
 from tests.support.tickets import completed_ticket
 from tests.test_browser import (  # noqa: F401  (fixtures)
-    PASSWORD, browser_a, browsers, call, css, css_all, login, move, new_ticket, open_ticket, shown, wait,
+    PASSWORD,
+    browser_a,
+    browsers,
+    call,
+    css,
+    css_all,
+    login,
+    move,
+    new_ticket,
+    open_ticket,
+    shown,
+    wait,
 )
 
 pytestmark = pytest.mark.browser
@@ -25,7 +36,7 @@ pytestmark = pytest.mark.browser
 def test_the_manager_handles_a_complaint_and_the_desk_stops_a_late_arrivals_call(live_server, browser_a, settings):
     live_server.add_engineer("张工", "13700000001", ["水电"])
     live_server.add_user("boss", PASSWORD, "manager")
-    sessions, now = live_server.sessions, datetime.now(timezone.utc)
+    sessions, now = live_server.sessions, datetime.now(UTC)
     with sessions() as session:
         engineer = session.scalar(select(Engineer.id))
     unhappy = completed_ticket(sessions, settings, engineer, now - timedelta(days=1), phone="13800000032")
@@ -54,7 +65,7 @@ def test_the_manager_handles_a_complaint_and_the_desk_stops_a_late_arrivals_call
         ticket.reported_at = now - timedelta(minutes=55)
     with sessions() as session, session.begin():  # the scheduled watch's turn
         phoning = replace(settings, followup=replace(settings.followup, line="residents"))
-        assert [s.ticket_id for s in eta.detect(session, datetime.now(timezone.utc), phoning)] == [late["id"]]
+        assert [s.ticket_id for s in eta.detect(session, datetime.now(UTC), phoning)] == [late["id"]]
     browser_a.get(live_server.url + "/desk")
     row = wait(browser_a, lambda d: css_all(d, f"tr.late[data-id='{late['id']}']"))[0]
     assert "晚到" in row.text

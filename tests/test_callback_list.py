@@ -1,7 +1,7 @@
 """The call-back list (回拨) of callers who gave up: one item per number per hour, on every node at once."""
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +12,7 @@ from core.contacts import is_phone_number
 from core.store import CallRecord
 from core.tickets import TransitionError
 
-T0 = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 NUMBER = "13900139000"
 
 

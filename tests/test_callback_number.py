@@ -2,7 +2,7 @@
 in, the prompts heard and the ticket's phone out). The SIPp calls in tests/test_callback_e2e.py run
 the same step over a real line."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -58,7 +58,7 @@ class FakeHotline:
         self.saves.append((step, self.facts.phone))
 
     def local_now(self):
-        return datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+        return datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
 def run(hotline):

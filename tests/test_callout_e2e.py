@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,15 +40,13 @@ from core.base import Actor
 from core.desk import NewTicket
 from core.dispatch import ANSWERED_CALL_SECONDS
 from core.settings import DatabaseSettings, load_settings
-from core.store import (CallOut, CallOutAttempt, CallRecord, Engineer, Resident, Ticket, TicketEvent, make_engine,
-                        make_session_factory)
+from core.store import CallOut, CallOutAttempt, CallRecord, Engineer, Resident, Ticket, TicketEvent, make_engine, make_session_factory
 from core.tickets import Channel, Role, Urgency
 from tests.support.e2e import db_url, located, one, plain, prompts, time_limit, voices  # noqa: F401 (fixtures)
 from tests.support.hotline_caller import CallerScript, SpokenScripts, read_recording
 from tests.support.postgres import free_port
 from tests.support.rtp_capture import RtpCapture
-from tests.support.sip import (LOOPBACK, REQUIRE_SIP, Kamailio, Sipp, SippRun, free_udp_ports, kamailio,  # noqa: F401
-                               require, sipp)
+from tests.support.sip import LOOPBACK, REQUIRE_SIP, Kamailio, Sipp, SippRun, free_udp_ports, kamailio, require, sipp  # noqa: F401
 
 TEST_TIME_LIMIT = 90
 RING = 3  # seconds each engineer's phone rings (callout.ring_seconds)
@@ -132,7 +130,7 @@ class Site:
         """A burst pipe at 3-2-1101 left as a phone draft, as the hotline leaves one."""
         facts = {"description": "厨房水管爆了", "building": "3", "unit": "2", "room": "1101", "category": "plumbing",
                  "urgency": Urgency.EMERGENCY, "channel": Channel.PHONE, "phone": RESIDENT["phone"]} | fields
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.sessions() as session, session.begin():
             return desk.create_ticket(session, NewTicket(reported_at=now, **facts), desk.HOTLINE, now,
                                       self.settings).id
@@ -155,7 +153,7 @@ class Site:
         if hotline:
             settings = replace(settings, hotline=replace(settings.hotline, **hotline))
         voice = build_voice(settings, self.sessions, new_recognizer,
-                            clock or (lambda: datetime.now(timezone.utc)), metrics=self.metrics)
+                            clock or (lambda: datetime.now(UTC)), metrics=self.metrics)
         self.voices.append(voice)
         voice.start()
         return voice
@@ -163,7 +161,7 @@ class Site:
     def start_callout(self, ticket_id: int, voice: Voice | None = None) -> int:
         """The desk's 紧急派单, as POST /api/tickets/{id}/callout does it (the API then wakes the runner)."""
         with self.sessions() as session, session.begin():
-            callout_id = callouts.start_callout(session, ticket_id, CLERK, datetime.now(timezone.utc),
+            callout_id = callouts.start_callout(session, ticket_id, CLERK, datetime.now(UTC),
                                                 self.settings).id
         if voice is not None:
             voice.callouts.wake()
@@ -202,7 +200,8 @@ class Site:
     def rang_seconds(self, ticket_id: int) -> list[float]:
         with self.sessions() as session:
             return list(session.scalars(select(CallOutAttempt.rang_seconds)
-                                        .join(CallOut, CallOutAttempt.callout_id == CallOut.id).where(CallOut.ticket_id == ticket_id).order_by(CallOutAttempt.id)))
+                                        .join(CallOut, CallOutAttempt.callout_id == CallOut.id)
+                                        .where(CallOut.ticket_id == ticket_id).order_by(CallOutAttempt.id)))
 
     def ticket_list(self) -> list[int]:
         with self.sessions() as session:
@@ -409,10 +408,10 @@ def test_a_call_out_goes_on_after_the_service_is_killed_without_ringing_anyone_t
 
     # Back after the cut-off, whose ring was cut off is counted as failed and the chain goes on.
     later = timedelta(seconds=20 + ANSWERED_CALL_SECONDS)
-    site.start(clock=lambda: datetime.now(timezone.utc) + later)
+    site.start(clock=lambda: datetime.now(UTC) + later)
     site.wait_for("acceptance", lambda: site.callout_state(ticket) == "accepted")
     assert site.attempts(ticket) == [("张工", 1, 0, "failed"), ("李工", 1, 1, "accepted")]
-    assert "呼叫 第1轮·主班 张工（%s）：呼叫失败（呼叫中断，未得到结果）" % zhang.contact in \
+    assert f"呼叫 第1轮·主班 张工（{zhang.contact}）：呼叫失败（呼叫中断，未得到结果）" in \
         [e.note for e in site.events(ticket)]
     assert site.ticket(ticket).engineer_id == people["李工"]
     assert zhang.invites() == 1

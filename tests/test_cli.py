@@ -75,9 +75,9 @@ def test_help_for_every_command(data_dir):
 def test_serve_starts_on_embedded_defaults_and_answers(data_dir):
     import json
     import time
+    import urllib.request
 
     from tests.support.postgres import free_port
-    import urllib.request
 
     port = free_port()
     env = os.environ | {"CALLCENTER_DATA_DIR": str(data_dir), "CALLCENTER_WEB_PORT": str(port)}

@@ -22,7 +22,7 @@ import os
 import random
 import time
 import wave
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -66,7 +66,7 @@ def site(database, tmp_path):
     migrate.upgrade(engine)
     sessions = make_session_factory(engine)
     with sessions() as session, session.begin():
-        add_user(session, *STAFF, "frontdesk", datetime.now(timezone.utc))
+        add_user(session, *STAFF, "frontdesk", datetime.now(UTC))
         session.add(Resident(**RESIDENT))
     yield sessions
     engine.dispose()
@@ -254,7 +254,7 @@ def _lease_holder(url: str) -> str | None:
     try:
         with make_session_factory(engine)() as session:
             lease = session.get(Lease, "scheduler")
-            return lease.holder if lease and lease.holder and lease.expires_at > datetime.now(timezone.utc) else None
+            return lease.holder if lease and lease.holder and lease.expires_at > datetime.now(UTC) else None
     finally:
         engine.dispose()
 

@@ -6,7 +6,7 @@ reload instead of silently missing changes (issue 13)."""
 import asyncio
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -65,7 +65,7 @@ async def consoles(aiohttp_client, settings, sessions, clock, people):
 
 
 def new_ticket(sessions, settings, room="1101") -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with sessions() as session, session.begin():
         return desk.create_ticket(session, NewTicket(description="厨房水管漏水", building="3", unit="2", room=room,
                                                      channel=Channel.PHONE, reported_at=now), HOTLINE, now, settings).id
@@ -110,7 +110,7 @@ async def test_an_event_committed_after_a_later_numbered_one_is_not_missed(conso
 
     def slow_writer():
         with sessions() as session, session.begin():
-            desk.add_note(session, desk.get_ticket(session, first), "A", HOTLINE, datetime.now(timezone.utc))
+            desk.add_note(session, desk.get_ticket(session, first), "A", HOTLINE, datetime.now(UTC))
             session.flush()
             a_wrote.set()
             b_shown.wait(3)
@@ -118,7 +118,7 @@ async def test_an_event_committed_after_a_later_numbered_one_is_not_missed(conso
     def quick_writer():
         a_wrote.wait(5)
         with sessions() as session, session.begin():
-            desk.add_note(session, desk.get_ticket(session, second), "B", HOTLINE, datetime.now(timezone.utc))
+            desk.add_note(session, desk.get_ticket(session, second), "B", HOTLINE, datetime.now(UTC))
 
     slow = threading.Thread(target=slow_writer)
     slow.start()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -68,7 +68,7 @@ def resident_line(settings, tmp_path):
 
 def paid_ticket_on_site(sessions, settings) -> tuple[int, Actor]:
     clerk = Actor("desk1", Role.FRONTDESK)
-    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    start = datetime.now(UTC) - timedelta(hours=1)
     with sessions() as session, session.begin():
         engineer = Engineer(name="张工", phone="13800000001")
         session.add(engineer)
@@ -105,7 +105,7 @@ def complete(sessions, settings, ticket_id, engineer, **fees):
     with sessions() as session, session.begin():
         ticket = desk.get_ticket(session, ticket_id)
         return moves.move_ticket(session, ticket, TransitionRequest(Status.COMPLETED, actual_item="更换水龙头", **fees),
-                               engineer, datetime.now(timezone.utc), settings).status
+                               engineer, datetime.now(UTC), settings).status
 
 
 def test_the_resident_presses_1_and_the_paid_repair_may_be_completed(settings, sessions, prompts,  # noqa: F811

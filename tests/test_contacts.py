@@ -4,7 +4,7 @@ emergency call-out at night."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -69,5 +69,5 @@ def test_the_roster_passes_over_a_stored_contact_that_cannot_be_rung(sessions, s
         roster_store.replace_shifts(session, [{"name": "全天", "weekdays": "1-7", "start": "00:00", "end": "00:00",
                                                "skill": "", "chain": "张工>李工"}])
     with sessions() as session:
-        duty = on_duty(roster_store.load_roster(session, settings), datetime.now(timezone.utc))
+        duty = on_duty(roster_store.load_roster(session, settings), datetime.now(UTC))
     assert [(link.name, link.contact) for link in duty.chain] == [("李工", "13800000002")]

@@ -1,6 +1,6 @@
 """The ticket desk on a real database (SQLite file and PostgreSQL)."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -9,7 +9,7 @@ from sqlalchemy import select
 from core import desk, directory, moves, reports
 from core.base import Actor, ValidationError
 from core.desk import HOTLINE, NewTicket, TicketFilter
-from core.store import Engineer, FeeItem, TicketEvent
+from core.store import Engineer, FeeItem
 from core.tickets import Channel, Role, Status, TransitionError, TransitionRequest, Urgency
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -8,7 +8,7 @@ SIPp tests (test_hotline_e2e.py) run the same flow over real SIP and RTP as the 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -23,8 +23,8 @@ from core.store import CallRecord, Resident, Ticket
 from tests.support.fake_call import FakeCall, FakeLine, HangUp, Silence, press, say
 from tests.support.flow_env import flow_sessions, flow_settings, labelled_prompts, migrated_database, virtual_time  # noqa: F401
 
-NOW = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)  # a Monday, 10:00 in Shanghai: the desk is staffed
-NIGHT = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)  # 23:00 in Shanghai
+NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # a Monday, 10:00 in Shanghai: the desk is staffed
+NIGHT = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
 LEAK = "三号楼二单元五零一厨房水管漏水了"
 
 

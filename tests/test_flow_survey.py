@@ -7,7 +7,7 @@ SIPp tests (test_survey_e2e.py) dial the same script over real SIP and RTP.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -18,8 +18,8 @@ from core.store import CallRecord
 from tests.support.fake_call import FakeCall, HangUp, Silence, press, say
 from tests.support.flow_env import flow_sessions, flow_settings, labelled_prompts, migrated_database, virtual_time  # noqa: F401
 
-NOW = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
-REPAIR = RepairFacts(reported_at=datetime(2026, 11, 22, 1, 0, tzinfo=timezone.utc), category="plumbing",
+NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+REPAIR = RepairFacts(reported_at=datetime(2026, 11, 22, 1, 0, tzinfo=UTC), category="plumbing",
                      building="3", unit="2", room="501")
 INTRO = ["survey.intro_prefix", "pieces.yesterday", "survey.intro_suffix", "pieces.cat_plumbing", "pieces.digit_3",
          "pieces.building", "pieces.digit_2", "pieces.unit", "pieces.digit_5", "pieces.digit_0", "pieces.digit_1",
@@ -56,7 +56,7 @@ def test_resolved_and_satisfied_by_keys_then_no_comment(run):
 
 
 def test_a_report_of_another_day_names_its_date(run):
-    repair = RepairFacts(reported_at=datetime(2026, 11, 10, 1, 0, tzinfo=timezone.utc), category="gas", area="车库")
+    repair = RepairFacts(reported_at=datetime(2026, 11, 10, 1, 0, tzinfo=UTC), category="gas", area="车库")
     call, _, _ = run(press("1"), press("1"), Silence(), repair=repair)
     assert call.played[:10] == ["survey.intro_prefix", "pieces.num_10", "pieces.num_1", "pieces.month",
                                 "pieces.num_10", "pieces.day", "survey.intro_suffix", "pieces.cat_gas",

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from core import desk, followup, moves
-from core.calling_hours import CallingHours
 from core.base import Actor, ValidationError
+from core.calling_hours import CallingHours
 from core.followup import FollowUpError, SurveyAnswers, Verdict, due_time, next_retry, verdict
 from core.followup_report import FollowupFilter, find_followups
 from core.settings import FollowupSettings, load_settings

@@ -14,13 +14,14 @@ import threading
 import time
 import wave
 from array import array
+from itertools import pairwise
 
 import pytest
 
 from callcenter.ivr.lines import CallEnded, DialError, Line, LineConfig, PlayOutcome, RegistrationError
 from callcenter.ivr.media import PCMA, PCMU, RtpPacket, rms
-from tests.support.e2e import time_limit  # noqa: F401 (fixture: TEST_TIME_LIMIT per test)
 from tests.support import rtp_pcap
+from tests.support.e2e import time_limit  # noqa: F401 (fixture: TEST_TIME_LIMIT per test)
 from tests.support.sip import LOOPBACK, free_udp_ports, kamailio, sipp, speech_wav  # noqa: F401 (fixtures)
 
 TEST_TIME_LIMIT = 60
@@ -286,7 +287,7 @@ def test_reinvite_keeps_one_rtp_sender(make_line, sipp, tmp_path):
         while time.monotonic() < deadline:
             data = sink.recv(2048)
             arrivals.append((time.monotonic(), RtpPacket.parse(data)))
-    except socket.timeout:
+    except TimeoutError:
         pass
     finally:
         sink.close()
@@ -295,7 +296,7 @@ def test_reinvite_keeps_one_rtp_sender(make_line, sipp, tmp_path):
     assert 40 <= len(window) <= 60, f"{len(window)} RTP packets in the first second after the re-INVITE"
     assert len({packet.ssrc for _, packet in arrivals}) == 1
     sequences = [packet.sequence for _, packet in arrivals]
-    assert all((b - a) & 0xFFFF == 1 for a, b in zip(sequences, sequences[1:]))
+    assert all((b - a) & 0xFFFF == 1 for a, b in pairwise(sequences))
 
 
 def test_recording_keeps_the_caller_who_hangs_up_mid_sentence(make_line, sipp, tmp_path, speech):

@@ -9,8 +9,20 @@ from array import array
 
 import pytest
 
-from callcenter.ivr.media import (FRAME_BYTES, PCMA, PCMU, BargeInDetector, MediaError, PromptPlayer, RtpAudioInput,
-                                  RtpAudioOutput, RtpPacket, TelephoneEventDecoder, WavRecorder, rms)
+from callcenter.ivr.media import (
+    FRAME_BYTES,
+    PCMA,
+    PCMU,
+    BargeInDetector,
+    MediaError,
+    PromptPlayer,
+    RtpAudioInput,
+    RtpAudioOutput,
+    RtpPacket,
+    TelephoneEventDecoder,
+    WavRecorder,
+    rms,
+)
 from tests.support.rtp_pcap import rtp_stream
 
 
@@ -46,11 +58,11 @@ def test_pcma_encodes_a_law_not_mu_law():
     assert PCMA.encode(pcm) != PCMU.encode(pcm)
     for codec in (PCMA, PCMU):
         decoded = samples(codec.decode(codec.encode(pcm)))
-        error = max(abs(a - b) for a, b in zip(decoded, samples(pcm)))
+        error = max(abs(a - b) for a, b in zip(decoded, samples(pcm), strict=True))
         assert error < 8000 * 0.04, codec.name  # within one quantisation step of the segment
     # A-law read as μ-law is noise: the tone's samples come back far off
     wrong = samples(PCMU.decode(PCMA.encode(pcm)))
-    assert max(abs(a - b) for a, b in zip(wrong, samples(pcm))) > 8000
+    assert max(abs(a - b) for a, b in zip(wrong, samples(pcm), strict=True)) > 8000
 
 
 # ---------------------------------------------------------------- RTP packets (RFC 3550)
@@ -158,7 +170,8 @@ def test_prompt_player_stops_on_a_key_or_on_speech_only_when_barge_in_is_allowed
 
     talker = PromptPlayer(prompt, barge_in=True, detector=BargeInDetector(1000, 100))
     heard = 0
-    for heard, _ in enumerate(talker.frames(), 1):
+    for _ in talker.frames():
+        heard += 1
         talker.hear(tone(300, 0.02, 4000))
     assert heard == 5 and talker.barged_in  # 100 ms of speech
 

@@ -118,7 +118,8 @@ def test_a_restart_between_scheduling_and_calling_calls_each_resident_once(
     dialler = Dialler(sessions, settings, TUESDAY_10)
     second = started(Jobs(settings, engine, dialler, clock=lambda: TUESDAY_10))
     with sessions() as session:  # the schedule was kept, not doubled
-        assert session.scalar(select(func.count()).select_from(scheduler_jobs)) == 4  # followup_tick, watch_tick, keep_daily_list, clean_recordings
+        # followup_tick, watch_tick, keep_daily_list, clean_recordings
+        assert session.scalar(select(func.count()).select_from(scheduler_jobs)) == 4
     tick_now(second)
     eventually(lambda: sorted(dialler.called) == due_followups)
     tick_now(second)

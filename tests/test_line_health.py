@@ -45,7 +45,8 @@ class ReluctantRegistrar:
 
     @property
     def address(self) -> str:
-        return "%s:%d" % self.sock.getsockname()
+        host, port = self.sock.getsockname()
+        return f"{host}:{port}"
 
     def _run(self):
         while self.running:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, update
@@ -69,7 +69,7 @@ async def test_an_unlinked_or_deactivated_engineer_account_sees_nothing(api, peo
     # An account left unlinked by an older version (the API refuses to make one now).
     with sessions() as session, session.begin():
         session.add(User(username="ghost", display_name="ghost", role="engineer", engineer_id=None,
-                         password_hash=hash_password(STAFF_PASSWORD), created_at=datetime.now(timezone.utc)))
+                         password_hash=hash_password(STAFF_PASSWORD), created_at=datetime.now(UTC)))
     ghost = await api("ghost")
     assert (await (await ghost.get("/api/tickets")).json())["total"] == 0
     assert (await ghost.get(f"/api/tickets/{unassigned['id']}")).status == 404

@@ -11,6 +11,7 @@ import logging
 import socket
 import threading
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -479,7 +480,7 @@ def test_a_register_line_keeps_trying_whatever_goes_wrong_then_answers_sha256(re
     finally:
         line.stop()
     assert any("no reply" in e for e in seen) and any("403" in e for e in seen) and any("503" in e for e in seen)
-    gaps = [b - a for a, b in zip(pbx.attempts, pbx.attempts[1:])]
+    gaps = [b - a for a, b in pairwise(pbx.attempts)]
     assert len(pbx.attempts) == 5 and max(gaps) <= 0.5 + 0.3 + 0.3  # never longer than retry_interval apart
 
 

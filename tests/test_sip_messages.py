@@ -18,8 +18,7 @@ from callcenter.sip.dialing import _ack_for_failure, _from_invite
 from callcenter.sip.dialog import SipCall
 from callcenter.sip.digest import answer_challenge, digest_authorization, parse_challenge, strongest
 from callcenter.sip.errors import BadMessage, SipError
-from callcenter.sip.message import (MAX_DATAGRAM, MAX_HEADERS, SipMessage, build_response, encode, split_header_list,
-                                    start_line)
+from callcenter.sip.message import MAX_DATAGRAM, MAX_HEADERS, SipMessage, build_response, encode, split_header_list, start_line
 from callcenter.sip.sdp import SdpError, parse_sdp, session_description
 from callcenter.sip.uri import SipUri, parse_host_port, resolve, tag_of, uri_of, user_of
 

@@ -20,25 +20,24 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
 from callcenter.ivr.flows.survey import RepairFacts, SurveyServices, introduction
-from callcenter.ivr.followup_dialler import (RING_SECONDS, FollowupServices, SurveyCallResult, call_followup,
-                                             repair_facts, survey_call)
+from callcenter.ivr.followup_dialler import RING_SECONDS, FollowupServices, SurveyCallResult, call_followup, repair_facts, survey_call
 from callcenter.ivr.lines import Line, LineConfig
 from callcenter.ivr.prompts import Prompts
 from callcenter.metrics import Metrics
 from core import desk, followup, migrate, moves
-from core.calls import CallLog
 from core.base import Actor
+from core.calls import CallLog
 from core.desk import NewTicket
 from core.followup import SurveyAnswers
 from core.settings import DatabaseSettings, load_settings

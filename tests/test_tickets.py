@@ -1,6 +1,6 @@
 """The ticket's rules without a database: transitions, who may make them, SLA deadlines."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -151,7 +151,7 @@ def test_limits_are_settings():
 
 
 def test_on_time_needs_both_arrival_and_completion_in_time():
-    reported = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+    reported = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
     t = ticket(reported, urgency=Urgency.EMERGENCY, arrived_at=reported + timedelta(minutes=25),
                completed_at=reported + timedelta(hours=3))
     assert on_time(t, SLA) is True

@@ -1,7 +1,7 @@
 """Caller sentences -> draft ticket fields (core.triage)."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -156,8 +156,8 @@ def _at(*parts):
     (datetime(2024, 6, 16, 23, 50, tzinfo=SHANGHAI), "三点来", (2024, 6, 17, 15), (2024, 6, 17, 16)),
     (datetime(2024, 6, 16, 23, 50, tzinfo=SHANGHAI), "周日下午来", (2024, 6, 23, 14), (2024, 6, 23, 18)),
     # 16:30 UTC is already Thursday 00:30 in Shanghai
-    (datetime(2024, 6, 12, 16, 30, tzinfo=timezone.utc), "明天上午来", (2024, 6, 14, 9), (2024, 6, 14, 12)),
-    (datetime(2024, 6, 12, 16, 30, tzinfo=timezone.utc), "今天下午来", (2024, 6, 13, 14), (2024, 6, 13, 18)),
+    (datetime(2024, 6, 12, 16, 30, tzinfo=UTC), "明天上午来", (2024, 6, 14, 9), (2024, 6, 14, 12)),
+    (datetime(2024, 6, 12, 16, 30, tzinfo=UTC), "今天下午来", (2024, 6, 13, 14), (2024, 6, 13, 18)),
     # Saturday 16:00: this afternoon's 3 o'clock is gone, the evening is not
     (datetime(2024, 6, 15, 16, 0, tzinfo=SHANGHAI), "周六下午三点来", (2024, 6, 22, 15), (2024, 6, 22, 16)),
     (datetime(2024, 6, 15, 16, 0, tzinfo=SHANGHAI), "周六晚上来", (2024, 6, 15, 18), (2024, 6, 15, 21)),
@@ -175,7 +175,7 @@ def test_appointment_resolves_against_now(now, text, start, end):
 
 
 def test_appointment_times_carry_the_shanghai_offset():
-    appointment = triage("明天下午三点", datetime(2024, 6, 12, 2, 0, tzinfo=timezone.utc)).to_dict()["appointment"]
+    appointment = triage("明天下午三点", datetime(2024, 6, 12, 2, 0, tzinfo=UTC)).to_dict()["appointment"]
     assert appointment == {"start": "2024-06-13T15:00:00+08:00", "end": "2024-06-13T16:00:00+08:00"}
 
 

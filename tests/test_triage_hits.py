@@ -1,7 +1,8 @@
 """The category reader's keyword hits: a word inside a longer word does not count (电梯门 hides 门),
 read in time linear in the text (a 2000-character description is the form's limit)."""
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.triage import Triage
 

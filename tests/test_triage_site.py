@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -91,7 +91,7 @@ def test_the_settings_name_a_missing_word_file_when_they_load(tmp_path):
 ])
 def test_appointments_are_read_in_the_site_time_zone(zone, start):
     settings = replace(Settings(), timezone=zone)
-    appointment = triage("明天上午来修空调", datetime(2024, 6, 12, 15, 30, tzinfo=timezone.utc), settings).appointment
+    appointment = triage("明天上午来修空调", datetime(2024, 6, 12, 15, 30, tzinfo=UTC), settings).appointment
     assert appointment.start.isoformat() == start
 
 

@@ -19,12 +19,12 @@ from sqlalchemy import select
 from callcenter.ivr.flows.hotline import HotlineServices
 from callcenter.ivr.prompts import Prompts
 from callcenter.ivr.service import Telephony
+from callcenter.sip.message import SipMessage, build_response
 from callcenter.watchdog import Watchdog
 from core.calls import CallLog
 from core.intake import PhoneDrafts
 from core.lease import Lease
 from core.store import OutboxAlert, utcnow
-from callcenter.sip.message import SipMessage, build_response
 from tests.support.sip import LOOPBACK, free_udp_ports
 from tests.test_alerts import Clock, robot, send_until_quiet, sender, with_webhook  # noqa: F401 (fixture)
 from tests.test_line_health import ReluctantRegistrar

@@ -4,7 +4,7 @@ the sentence without the name when espeak-ng is missing or fails."""
 import logging
 import shutil
 import wave
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -87,7 +87,7 @@ class Facts:
 
 @pytest.mark.parametrize("minutes_since_report, said", [(2, 30), (10, 20), (11, 20), (26, 5), (29, 5), (45, 30)])
 def test_the_minutes_said_count_down_to_the_arrival_limit_in_fives(minutes_since_report, said):
-    reported = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+    reported = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
     now = reported + timedelta(minutes=minutes_since_report)
     assert expected_arrival_minutes(Facts(reported), SlaSettings(), now) == said
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 Choices = Mapping[str, Sequence[str]]  # canonical answer -> ways of saying it
 
@@ -101,8 +101,14 @@ def vosk_grammar(phrases: Iterable[str], known: Callable[[str], bool]) -> str | 
     when no phrase can be said with known words (then recognise freely and use match_answer)."""
     spelled = []
     for phrase in phrases:
-        words = [segment for chunk in phrase.split() for segment in (_segment(chunk, known) or [None])]
-        if words and None not in words:
+        words: list[str] = []
+        for chunk in phrase.split():
+            segments = _segment(chunk, known)
+            if not segments:  # a part no known words spell: the phrase cannot be said
+                words = []
+                break
+            words.extend(segments)
+        if words:
             spelled.append(" ".join(words))
     spelled = list(dict.fromkeys(spelled))
     if not spelled:

@@ -17,9 +17,10 @@ import threading
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Literal
+from typing import Literal
 
 log = logging.getLogger("callcenter.asr")
 

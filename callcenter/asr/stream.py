@@ -21,8 +21,9 @@ import json
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence, Union
+from typing import Literal
 
 from callcenter.asr.grammar import vosk_grammar
 
@@ -53,7 +54,7 @@ class Final:
     at: float = 0.0
 
 
-Event = Union[Partial, Final]
+Event = Partial | Final
 
 
 class Recognizer(ABC):
@@ -75,7 +76,9 @@ class Recognizer(ABC):
         """The caller hung up or the flow stopped listening: close the open utterance, if any."""
 
     def release(self) -> None:
-        """The listen is over (after ``finish``): the recogniser is not used again by its taker."""
+        """The listen is over (after ``finish``): the recogniser is not used again by its taker.
+        Nothing to free by default; a recogniser that holds something (a pooled engine) says so."""
+        return None
 
 
 # ---------------------------------------------------------------- the real one

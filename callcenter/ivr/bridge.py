@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
+from typing import Protocol
 
 from callcenter.ivr.lines import Call
 
@@ -26,7 +28,22 @@ log = logging.getLogger("callcenter.ivr")
 JITTER_FRAMES = 3  # 60 ms of the other side's voice held back
 
 
-def bridge(a: Call, b: Call) -> None:
+class Bridgeable(Protocol):
+    """What the bridge uses of a call (``lines.Call``; a flow's ``dialogue.CallLike``)."""
+
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def end_reason(self) -> str: ...
+    @property
+    def is_active(self) -> bool: ...
+    def flush_frames(self) -> None: ...
+    def frames(self, timeout: float | None = None) -> Iterable[bytes]: ...
+    def send_frame(self, pcm: bytes) -> bool: ...
+    def dtmf(self) -> str: ...
+
+
+def bridge(a: Bridgeable, b: Bridgeable) -> None:
     """Relay ``a``'s audio to ``b`` and ``b``'s to ``a`` until either call ends; keys are ignored.
     Hanging up the other side afterwards is the caller's choice."""
     a.flush_frames()  # what was said before the bridge is not for the other side
@@ -40,7 +57,7 @@ def bridge(a: Call, b: Call) -> None:
     log.info("bridge of %s and %s over (%s / %s)", a.call_id, b.call_id, a.end_reason or "up", b.end_reason or "up")
 
 
-def _relay(source: Call, sink: Call, over: threading.Event) -> None:
+def _relay(source: Bridgeable, sink: Bridgeable, over: threading.Event) -> None:
     # The first frames are held back until JITTER_FRAMES have come, so the sink's sender always has a
     # few queued: a packet a little late then delays the voice by a frame instead of cutting a hole in it.
     held: list[bytes] | None = []
@@ -131,7 +148,7 @@ class Meeting:
 class Meetings:
     """The open meetings of this process, by ticket."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[int, Meeting] = {}
 

@@ -27,9 +27,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import sessionmaker
 
@@ -39,9 +39,9 @@ from callcenter.ivr.lines import Call, DialError, Line
 from callcenter.ivr.prompts import Prompts
 from callcenter.metrics import NO_METRICS
 from core import log_context
+from core.base import NotFound
 from core.callout_service import CallOutService
 from core.callouts import ACCEPTED, CallOutError, EmergencyReply
-from core.base import NotFound
 from core.calls import CallLog
 from core.dispatch import Action, Outcome, Step
 from core.outcomes import dial_failure
@@ -66,7 +66,7 @@ class CalloutRunner:
 
     def __init__(self, settings: Settings, sessions: sessionmaker, prompts: Prompts, meetings: Meetings,
                  find_line: Callable[[str], Line | None],
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  poll_seconds: float = POLL_SECONDS):
         self.settings, self.sessions, self.prompts, self.meetings = settings, sessions, prompts, meetings
         self.find_line, self.clock, self.poll_seconds = find_line, clock, poll_seconds
@@ -152,6 +152,9 @@ class CalloutRunner:
             return None
         if attached:
             return EmergencyReply.ATTACHED
+        if callout_id is None:  # core gives no id only with attached (an incident's ticket)
+            log.error("ticket %d: the emergency call-out was neither started nor attached", ticket_id)
+            return None
         self.run_soon(callout_id)
         return EmergencyReply.CALLING
 
@@ -184,11 +187,15 @@ class CalloutRunner:
                 next_call = self.store.next_call(ringer.callout_id, self.clock())
                 decision = next_call.decision
                 if decision.action in (Action.RING, Action.LAST_RESORT):
+                    if decision.step is None or next_call.attempt_id is None:
+                        raise RuntimeError(f"a {decision.action} decision without a step or an attempt")
                     first_ring = self.store.first_ring_started(ringer.callout_id, next_call.attempt_id)
                     if first_ring is not None:
                         self.metrics.callout_first_ring.observe(max(0.0, (self.clock() - first_ring).total_seconds()))
                     self._ring(ringer, ticket_id, decision.step, next_call.attempt_id)
                 elif decision.action == Action.WAIT:
+                    if decision.wait_until is None:
+                        raise RuntimeError("a wait decision without a time to wait until")
                     self._pause_until(decision.wait_until)
                 else:
                     self._ended(ringer.callout_id)
@@ -221,8 +228,10 @@ class CalloutRunner:
         except Exception as error:
             # Whatever went wrong counts at once, so the chain moves on: a DialError says busy / no
             # answer / failed; anything else (no line, a contact that does not resolve) failed.
-            dialled_out = isinstance(error, DialError) and not ringer.called_off.is_set()
-            outcome = Outcome(dial_failure(error.outcome)) if dialled_out else Outcome.FAILED
+            if isinstance(error, DialError) and not ringer.called_off.is_set():
+                outcome = Outcome(dial_failure(error.outcome))
+            else:
+                outcome = Outcome.FAILED
             log.info("callout %d: %s: %s (%s)", ringer.callout_id, step.describe(), outcome.value, error)
             self._record(attempt_id, outcome, time.monotonic() - dialled)
             self._note_call(ticket_id, step.contact, started, None, outcome)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
@@ -54,7 +55,7 @@ class ConsentCallServices:
     calls: CallLog
     line: Callable[[str], Line | None]  # a configured line by name (Telephony.line)
     new_recognizer: Callable[[list[str] | None], Recognizer] | None = None
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
 @dataclass
@@ -121,7 +122,7 @@ def call_for_consent(ticket_id: int, amount_fen: int, asked_by: str, services: C
         log.error("consent call for ticket %s: no line %r or no phone", ticket_id, services.settings.followup.line)
         return ConsentCallResult(None, None, "failed")
     log.info("consent call for ticket %s to %s for %s fen, asked by %s", ticket_id, phone, amount_fen, asked_by)
-    record = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
+    record: dict[str, Any] = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
                   at=services.clock(), ticket_id=ticket_id)
     try:
         call = line.dial(phone, timeout=ring_seconds)
@@ -155,7 +156,7 @@ def ask_for_consent(call, services: ConsentCallServices, amount_fen: int, record
 
         answer = dialogue.ask(quote_prompt(p, amount_fen), ANSWER_WORDS, ANSWER_KEYS, tries=2,
                               again=p["hotline.ask_again"], on_heard=note)
-        dialogue.say(p[{"agree": "consent.agreed", "refuse": "consent.refused"}.get(answer, "consent.unclear")])
+        dialogue.say(p[{"agree": "consent.agreed", "refuse": "consent.refused"}.get(answer or "", "consent.unclear")])
         outcome = "completed"
     except (HungUp, CallEnded):
         outcome = "completed" if answer is not None else "caller_hung_up"

@@ -9,8 +9,9 @@ answers, or why nobody could be reached, for the policy to retry, reopen or clos
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
@@ -71,7 +72,7 @@ def survey_call(line: Line, phone: str, ticket_id: int, repair: RepairFacts, ser
                 ring_seconds: float = RING_SECONDS) -> SurveyCallResult:
     """Dial ``phone`` and, once answered, run the survey; every attempt leaves a call record."""
     started = services.clock()
-    record = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
+    record: dict[str, Any] = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
                   at=started, ticket_id=ticket_id)
     try:
         call = line.dial(phone, timeout=ring_seconds)

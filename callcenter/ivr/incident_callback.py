@@ -10,6 +10,7 @@ claims each call-back before it is dialled, so no number is rung twice, whatever
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from callcenter.ivr.flows.dialogue import Dialogue, HungUp
 from callcenter.ivr.followup_dialler import (
@@ -50,7 +51,7 @@ def call_back(caller_id: int, services: FollowupServices) -> None:
     if line is None:
         log.error("incident call-back %d: no line named %r (followup.line)", caller_id, settings.followup.line)
     else:
-        record = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
+        record: dict[str, Any] = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
                       at=clock())
         try:
             call = line.dial(phone, timeout=RING_SECONDS)

@@ -22,9 +22,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from callcenter.ivr.media import CODECS, BargeInDetector, PlayOutcome, PromptPlayer, WavRecorder
 from callcenter.metrics import NO_METRICS, Metrics
@@ -211,7 +211,10 @@ class Line:
         except Exception as error:
             log.exception("line %s: dialing %s failed", self.name, target)
             raise DialError(f"line {self.name}: dialing {target} failed: {error}") from error
-        return session.listener
+        call = session.listener  # the Call made above
+        if not isinstance(call, Call):
+            raise DialError(f"line {self.name}: dialing {target}: the answered call has no Call")
+        return call
 
     def _incoming(self, session: SipCall) -> None:
         call = Call(self, session)

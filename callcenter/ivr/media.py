@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import struct
 import wave
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable, Iterator
 
 from callcenter.pcm import alaw_to_pcm16, pcm16_to_alaw, pcm16_to_ulaw, rms, ulaw_to_pcm16
 
@@ -164,7 +164,8 @@ class RtpAudioInput:
         return pcm
 
     def _in_order(self, packet: RtpPacket) -> bool:
-        if packet.ssrc != self._ssrc:  # a new source (re-INVITE, media server switch): start afresh
+        # A new source (re-INVITE, media server switch), or the first packet: start afresh.
+        if packet.ssrc != self._ssrc or self._sequence is None:
             self._ssrc, self._sequence, self._next_timestamp = packet.ssrc, packet.sequence, None
             return True
         # See: RFC 3550 appendix A.1: sequence numbers compared modulo 2^16

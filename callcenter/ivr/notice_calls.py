@@ -14,9 +14,10 @@ dialling), then store the outcome on the ticket; every attempt leaves a call rec
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
@@ -97,7 +98,7 @@ def _apologise(services: NoticeServices, phone: str, ticket_id: int, ring_second
     if line is None:
         log.error("slip call to %s: no line named %r (followup.line)", phone, services.settings.followup.line)
         return "failed", None
-    record = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
+    record: dict[str, Any] = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
                   at=started, ticket_id=ticket_id)
     try:
         call = line.dial(phone, timeout=ring_seconds)

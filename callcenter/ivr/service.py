@@ -10,8 +10,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Callable
+from typing import Any
 
 from callcenter.asr.capacity import StreamSlots
 from callcenter.asr.stream import Recognizer, RecognizerPool

@@ -22,10 +22,11 @@ import subprocess
 import tempfile
 import threading
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -143,7 +144,7 @@ class CallBack:
     prompts: Prompts
     calls: CallLog
     find_line: Callable[[str], Line | None]
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ring_seconds: float = 30.0
 
     def start(self, ticket_id: int) -> None:
@@ -166,7 +167,7 @@ class CallBack:
             return "failed"
 
     def _call(self, line: Line, phone: str, ticket_id: int) -> str:
-        record = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
+        record: dict[str, Any] = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
                       at=self.clock(), ticket_id=ticket_id)
         try:
             call = line.dial(phone, timeout=self.ring_seconds)

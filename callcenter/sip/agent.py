@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from callcenter.ivr.media import CODECS_BY_PAYLOAD_TYPE, Codec
 from callcenter.sip.dialing import dial
@@ -72,8 +72,11 @@ class UserAgent:
         self.user_agent = USER_AGENT
         self.guard = Guard(name)
         self.endpoint = SipEndpoint(name, address, self._on_request, self.screen, self.guard)
-        self.registration = (Registration(self, server, user, password, register_expires, keepalive_interval)
-                             if mode == "register" else None)
+        self.registration: Registration | None = None
+        if mode == "register":
+            if server is None:
+                raise SipError(f"line {name}: register mode needs a registrar (server)")
+            self.registration = Registration(self, server, user, password, register_expires, keepalive_interval)
         self.contact = f"<sip:{user}@{address[0]}:{address[1]}>"
         self.status = LineStatus()
         self._allowed: dict[str, set[int | None]] = {}  # IP -> ports (None: any), once resolved
@@ -89,7 +92,10 @@ class UserAgent:
 
     @property
     def timers(self) -> Timers:
-        return self.endpoint.timers
+        timers = self.endpoint.timers
+        if timers is None:
+            raise SipError(f"line {self.name}: not started (no timers yet)")
+        return timers
 
     @property
     def calls(self) -> list[SipCall]:
@@ -325,9 +331,9 @@ class UserAgent:
             if self.admit is not None:
                 invitation = Invitation(invite.call_id, caller, user_of(invite.uri) or user_of(uri_of(invite.value("To"))),
                                         {name: values[0] for name, values in invite.headers.items() if values})
-                code = self.admit(invitation)
-                if code is not None:
-                    self._refuse(invite, source, code, "", report=False)
+                refusal = self.admit(invitation)
+                if refusal is not None:
+                    self._refuse(invite, source, refusal, "", report=False)
                     return
             call = SipCall.inbound(self, invite, source, media, codec)
             self.add_call(call)

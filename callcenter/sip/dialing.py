@@ -13,7 +13,8 @@ import re
 import threading
 import time
 from collections import Counter
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from callcenter.ivr.media import Codec
 from callcenter.sip.dialog import ALLOW, CallListener, CallState, SipCall
@@ -67,8 +68,8 @@ def dial(agent: DialingLine, target: str, timeout: float, make_listener: Callabl
         from_host = agent.server[0] if agent.server else agent.address[0]
         call.local_party = f"<sip:{agent.user}@{from_host}>;tag={call.local_tag}"
         call.remote_party = f"<{uri}>"
-        call.port = agent.ports.acquire()
-        return _invite(agent, call, uri, destination, timeout, cancel)
+        call.port = port = agent.ports.acquire()
+        return _invite(agent, call, port, uri, destination, timeout, cancel)
     except BaseException as error:
         if call.state == CallState.ANSWERED:
             call.hangup(f"dial failed: {error}")  # answered, then unusable: BYE it
@@ -100,10 +101,11 @@ def _target(agent: DialingLine, target: str) -> tuple[str, Address]:
     return uri, destination
 
 
-def _invite(agent: DialingLine, call: SipCall, uri: str, destination: Address, timeout: float,
+def _invite(agent: DialingLine, call: SipCall, port: int, uri: str, destination: Address, timeout: float,
             cancel: threading.Event | None) -> SipCall:
+    """``port``: our RTP port (``call.port``), offered in the SDP and used once answered."""
     deadline = time.monotonic() + timeout
-    offer = session_description(agent.address[0], call.port, call.session_id, call.sdp_version, agent.codecs)
+    offer = session_description(agent.address[0], port, call.session_id, call.sdp_version, agent.codecs)
     authorization = ""
     for _ in range(3):
         call.local_cseq += 1
@@ -123,7 +125,7 @@ def _invite(agent: DialingLine, call: SipCall, uri: str, destination: Address, t
                 raise DialError(f"call {call.call_id}: no answer from {uri} within {timeout:g} s", 408)
         code = response.status_code
         if code < 300:
-            return _established(agent, call, transaction, response)
+            return _established(agent, call, port, transaction, response)
         transaction.acknowledge(_ack_for_failure(data, response), destination)
         # Both challenges (pyVoIP hung on 407) are answered once.
         if code in (401, 407) and agent.password and not authorization:
@@ -143,7 +145,7 @@ def _final_response(invite: ClientTransaction, deadline: float, cancel: threadin
         remaining = max(0.0, deadline - time.monotonic())
         wait = remaining if cancel is None else min(remaining, 0.1)
         response = invite.wait(wait, abandon=False)
-        if response is not None or wait >= remaining or cancel.is_set():
+        if response is not None or wait >= remaining or (cancel is not None and cancel.is_set()):
             return response
 
 
@@ -177,7 +179,8 @@ def _ack_for_failure(invite_data: bytes, response: SipMessage) -> bytes:
     return _from_invite(invite_data, "ACK", [], [f"To: {response.value('To')}", f"CSeq: {response.cseq[0]} ACK"])
 
 
-def _established(agent: DialingLine, call: SipCall, invite: ClientTransaction, response: SipMessage) -> SipCall:
+def _established(agent: DialingLine, call: SipCall, port: int, invite: ClientTransaction,
+                 response: SipMessage) -> SipCall:
     """The 200: the dialog takes its To (with the callee's tag: pyVoIP #272 put a fresh random tag in
     the ACK, and the callee hung up after 32 s), Contact and reversed Record-Route (RFC 3261
     §12.1.2), and the ACK is built from them (§13.2.2.4). Unusable answers are ACKed and hung up."""
@@ -196,7 +199,7 @@ def _established(agent: DialingLine, call: SipCall, invite: ClientTransaction, r
         call.codec = call.remote_media.choose_codec(agent.codecs)
         if call.codec is None:
             raise SdpError(f"the answer has no codec we offered ({call.remote_media.payload_types})")
-        stream = call.new_stream(call.port)
+        stream = call.new_stream(port)
         stream.start()
     except (SipError, OSError, OverflowError) as error:
         call.hangup(f"answered but unusable: {error}")

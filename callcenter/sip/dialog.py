@@ -18,9 +18,10 @@ import random
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from callcenter.ivr.media import Codec
 from callcenter.sip.errors import CallEnded, SipError
@@ -159,7 +160,7 @@ class SipCall:
             if self.state != CallState.RINGING:
                 raise CallEnded(f"call {self.call_id}: cannot answer, {self.end_reason or self.state}")
             try:
-                self._open_stream()
+                stream = self._open_stream()
             except (SipError, OSError) as error:
                 self._respond(503)
                 self._end(f"cannot answer: {error}")
@@ -170,8 +171,9 @@ class SipCall:
             self._respond(200, headers=headers, body=self._session_description())
             self.state = CallState.ANSWERED
             self._ok_sent_at = time.monotonic()
-        log.info("call %s: answered (%s, RTP %s:%d <-> %s:%d)", self.call_id, self.codec.name,
-                 *self.stream.local_address, self.remote_media.address, self.remote_media.port)
+        codec, media = self._negotiated()
+        log.info("call %s: answered (%s, RTP %s:%d <-> %s:%d)", self.call_id, codec.name,
+                 *stream.local_address, media.address, media.port)
         self.agent.timers.call_later(T1, lambda: self._retransmit_ok(T1))
 
     def _retransmit_ok(self, interval: float) -> None:
@@ -182,7 +184,7 @@ class SipCall:
             log.warning("call %s: no ACK for our 200 OK within %g s; hanging up", self.call_id, TRANSACTION_TIMEOUT)
             self.hang_up_soon("no ACK for our 200 OK")
             return
-        self.agent.send(self._last_response, self.peer)
+        self.agent.send(self._last_response, self._peer())
         self.agent.timers.call_later(min(interval * 2, T2), lambda: self._retransmit_ok(min(interval * 2, T2)))
 
     def reject(self, code: int = 486) -> None:
@@ -193,12 +195,26 @@ class SipCall:
             self._end(f"rejected with {code} {reason_phrase(code)}")
 
     def _respond(self, code: int, headers: Sequence[str] = (), body: str = "") -> None:
+        if self.invite is None:
+            raise SipError(f"call {self.call_id}: no INVITE to answer {code} to (an outbound call)")
         self._last_response = build_response(self.invite, code, to_tag=self.local_tag, headers=headers, body=body)
-        self.agent.send(self._last_response, self.peer)
+        self.agent.send(self._last_response, self._peer())
 
     def retransmit_last_response(self) -> None:
         if self._last_response:
-            self.agent.send(self._last_response, self.peer)
+            self.agent.send(self._last_response, self._peer())
+
+    def _peer(self) -> Address:
+        """Where the dialog's requests came from first: set for every call before it sends anything."""
+        if self.peer is None:
+            raise SipError(f"call {self.call_id}: no peer address yet")
+        return self.peer
+
+    def _negotiated(self) -> tuple[Codec, RemoteMedia]:
+        """The codec and the other side's media: every call has them once offer and answer are done."""
+        if self.codec is None or self.remote_media is None:
+            raise SipError(f"call {self.call_id}: no media negotiated yet")
+        return self.codec, self.remote_media
 
     # ---- requests from the other side (receive thread: quick, never blocks on the network)
 
@@ -238,10 +254,12 @@ class SipCall:
                 code = 491 if self.state in (CallState.RINGING, CallState.DIALING) else 481
                 self.agent.send(build_response(invite, code), source)
                 return
+            codec, media = self._negotiated()
             try:
-                media = parse_sdp(invite.content) if invite.content else self.remote_media
-                if self.codec.payload_type not in media.payload_types:
-                    raise SdpError(f"{self.codec.name} is no longer offered ({media.payload_types})")
+                if invite.content:
+                    media = parse_sdp(invite.content)
+                if codec.payload_type not in media.payload_types:
+                    raise SdpError(f"{codec.name} is no longer offered ({media.payload_types})")
             except SdpError as error:
                 log.warning("call %s: re-INVITE refused: %s", self.call_id, error)
                 self.agent.send(build_response(invite, 488), source)
@@ -332,12 +350,13 @@ class SipCall:
     # ---- media and ending
 
     def new_stream(self, port: int) -> RtpStream:
-        return RtpStream(self.call_id, (self.agent.address[0], port), self.remote_media, self.codec,
+        codec, media = self._negotiated()
+        return RtpStream(self.call_id, (self.agent.address[0], port), media, codec,
                          on_frame=self._frame, on_digit=self._digit, on_silence=self._silent,
                          peer_host=self.peer[0] if self.peer else "", guard=self.agent.guard,
                          symmetric=self.agent.symmetric_rtp, timeout=self.agent.rtp_timeout)
 
-    def _open_stream(self) -> None:
+    def _open_stream(self) -> RtpStream:
         for _ in range(10):
             port = self.agent.ports.acquire()
             stream = self.new_stream(port)
@@ -347,7 +366,7 @@ class SipCall:
                 log.warning("call %s: RTP port %d unusable (%s); trying another", self.call_id, port, error)
                 continue  # the port stays out of the pool: something else holds it
             self.port, self.stream = port, stream
-            return
+            return stream
         raise SipError(f"call {self.call_id}: no usable RTP port in {self.agent.ports.range}")
 
     def _frame(self, pcm: bytes) -> None:
@@ -360,13 +379,17 @@ class SipCall:
             self.listener.on_digit(key)
 
     def _silent(self) -> None:
-        log.warning("call %s: no RTP from %s:%d for %g s; hanging up", self.call_id, self.remote_media.address,
-                    self.remote_media.port, self.agent.rtp_timeout)
+        _, media = self._negotiated()
+        log.warning("call %s: no RTP from %s:%d for %g s; hanging up", self.call_id, media.address,
+                    media.port, self.agent.rtp_timeout)
         self.hang_up_soon(f"no RTP for {self.agent.rtp_timeout:g} s", outcome="media_timeout")
 
     def _session_description(self) -> str:
+        codec, media = self._negotiated()
+        if self.port is None:
+            raise SipError(f"call {self.call_id}: no RTP port to describe")
         return session_description(self.agent.address[0], self.port, self.session_id, self.sdp_version,
-                                   [self.codec], self.remote_media.event_payload_type)
+                                   [codec], media.event_payload_type)
 
     def _end(self, reason: str) -> None:
         """Over: free the RTP port and threads, the call's slot, and tell the listener. Each step on its

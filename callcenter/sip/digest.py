@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from typing import Callable
+from collections.abc import Callable
 
 from callcenter.sip.errors import SipError
 from callcenter.sip.message import SipMessage, split_header_list

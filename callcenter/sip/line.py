@@ -8,7 +8,7 @@ import them and none of them imports the agent.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from callcenter.sip.guard import Guard
@@ -24,7 +24,7 @@ class LineStatus:
 
     state: str = "starting"
     error: str = ""
-    since: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def up(self) -> bool:

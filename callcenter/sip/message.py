@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from callcenter.sip.errors import BadMessage
 from callcenter.sip.uri import param, tag_of

@@ -19,7 +19,7 @@ import random
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from callcenter.ivr.media import SILENCE, Codec, MediaError, RtpAudioInput, RtpAudioOutput
 from callcenter.sip.errors import SipError
@@ -116,10 +116,13 @@ class RtpStream:
     # ---- receiving
 
     def _receive(self) -> None:
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError(f"call {self.call_id}: RTP receive thread started before the socket was bound")
         while self._running:
             try:
-                data, source = self._sock.recvfrom(2048)
-            except socket.timeout:
+                data, source = sock.recvfrom(2048)
+            except TimeoutError:
                 self._check_silence()
                 continue
             except OSError:
@@ -177,6 +180,9 @@ class RtpStream:
 
     def _transmit(self) -> None:
         # Pacing is by deadline, no drift; packets carry the negotiated codec (media.RtpAudioOutput).
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError(f"call {self.call_id}: RTP send thread started before the socket was bound")
         next_send = time.monotonic()
         while self._running:
             try:
@@ -186,7 +192,7 @@ class RtpStream:
             packet = self.output.process_frame(frame)
             if not self.remote.on_hold:
                 try:
-                    self._sock.sendto(packet, self._send_to)
+                    sock.sendto(packet, self._send_to)
                     self.packets_sent += 1
                 except (OSError, OverflowError):
                     pass

@@ -8,8 +8,8 @@ to: ports outside 1-65535, a host name or IPv6 address in ``c=``, or no audio at
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from callcenter.ivr.media import Codec
 from callcenter.sip.errors import SipError

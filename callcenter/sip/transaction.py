@@ -9,7 +9,8 @@ import itertools
 import logging
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from callcenter.sip.message import SipMessage
 
@@ -22,7 +23,7 @@ TRANSACTION_TIMEOUT = 64 * T1  # timers B, F, H
 class Scheduled:
     __slots__ = ("action", "cancelled", "context")
 
-    def __init__(self, action: Callable[[], None]):
+    def __init__(self, action: Callable[[], object]):  # any result is dropped
         self.action, self.cancelled = action, False
         # Run in the context it was scheduled from: a call's timers log with its call_id (core.log_context).
         self.context = contextvars.copy_context()
@@ -42,7 +43,7 @@ class Timers:
         self._thread = threading.Thread(target=self._run, name=f"sip-timers {name}", daemon=True)
         self._thread.start()
 
-    def call_later(self, delay: float, action: Callable[[], None]) -> Scheduled:
+    def call_later(self, delay: float, action: Callable[[], object]) -> Scheduled:
         entry = Scheduled(action)
         with self._wake:
             heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), entry))
@@ -113,7 +114,13 @@ class ClientTransaction:
 
     def start(self) -> None:
         self.endpoint.send(self.data, self.destination)
-        self._timer = self.endpoint.timers.call_later(self._interval, self._retransmit)
+        self._timer = self._timers().call_later(self._interval, self._retransmit)
+
+    def _timers(self) -> Timers:
+        timers = self.endpoint.timers
+        if timers is None:
+            raise RuntimeError(f"{self.method} transaction {self.branch}: the line is not started (no timers)")
+        return timers
 
     def _retransmit(self) -> None:
         if self.final or (self.method == "INVITE" and self.provisional) or self.abandoned:
@@ -123,7 +130,7 @@ class ClientTransaction:
             return
         self.endpoint.send(self.data, self.destination)
         self._interval = self._interval * 2 if self.method == "INVITE" else min(self._interval * 2, T2)
-        self._timer = self.endpoint.timers.call_later(self._interval, self._retransmit)
+        self._timer = self._timers().call_later(self._interval, self._retransmit)
 
     @property
     def abandoned(self) -> bool:
@@ -134,7 +141,7 @@ class ClientTransaction:
         if self._timer:
             self._timer.cancel()
         self._done.set()
-        self.endpoint.timers.call_later(TRANSACTION_TIMEOUT, lambda: self.endpoint.forget(self))
+        self._timers().call_later(TRANSACTION_TIMEOUT, lambda: self.endpoint.forget(self))
 
     def receive(self, response: SipMessage) -> None:
         if response.status_code < 200:
@@ -145,8 +152,8 @@ class ClientTransaction:
             self.final = response
             self._done.set()
             # keep matching for a while: retransmitted finals must get our ACK again (RFC 3261 §17.1.1.2, §13.2.2.4)
-            self.endpoint.timers.call_later(TRANSACTION_TIMEOUT if self.method == "INVITE" else 5 * T1,
-                                            lambda: self.endpoint.forget(self))
+            self._timers().call_later(TRANSACTION_TIMEOUT if self.method == "INVITE" else 5 * T1,
+                                      lambda: self.endpoint.forget(self))
         elif self._ack:
             self.endpoint.send(*self._ack)
 

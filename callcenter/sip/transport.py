@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from callcenter.sip.errors import BadMessage, SipError
 from callcenter.sip.guard import Guard
@@ -80,8 +80,11 @@ class SipEndpoint:
 
     def _wake(self) -> None:
         """An empty datagram to ourselves: the receive loop sees it is to stop without waiting out its timeout."""
+        sock = self._sock
+        if sock is None:  # never started: no receive loop to wake
+            return
         try:
-            self._sock.sendto(b"", self._sock.getsockname())
+            sock.sendto(b"", sock.getsockname())
         except OSError:
             pass
 
@@ -124,10 +127,13 @@ class SipEndpoint:
             self._receive()
 
     def _receive(self) -> None:
+        sock = self._sock
+        if sock is None:
+            raise SipError(f"line {self.name}: receive loop started before the socket was bound")
         while self._running:
             try:
-                data, source = self._sock.recvfrom(65535)
-            except (socket.timeout, BlockingIOError):
+                data, source = sock.recvfrom(65535)
+            except (TimeoutError, BlockingIOError):
                 continue
             except OSError as error:  # e.g. an ICMP port-unreachable reported late: keep serving
                 if not self._running:

@@ -23,16 +23,16 @@ from callcenter.web.context import (
     public,
     run_db,
 )
+from callcenter.web.local_time import local_iso
 from callcenter.web.passwords import PASSWORDS
 from callcenter.web.security import client_address
-from callcenter.web.local_time import local_iso
 from callcenter.web.serialize import engineer_json, fee_json, ticket_json, user_json
 from core import accounts, audit, desk, reports
 from core.base import NotFound, ValidationError
 from core.store import DailyList, Engineer, FeeItem, User
 from core.tickets import (
-    CATEGORY_NAMES,
     CANCEL_REASONS,
+    CATEGORY_NAMES,
     CHANNEL_NAMES,
     MATERIAL_CHECKS,
     RATINGS,
@@ -98,11 +98,11 @@ async def save_engineer(request: web.Request) -> web.Response:
 
     body = await json_body(request)
     skills = body.get("skills", [])
-    row = {"name": body.get("name"), "phone": body.get("phone") or body.get("sip_uri"),
-           "skills": ";".join(skills) if isinstance(skills, list) else skills}
-    if not all(isinstance(v, str) for v in row.values()):
-        raise ValidationError({k: "应为文字" for k, v in row.items() if not isinstance(v, str)})
-    row = {k: v.strip() for k, v in row.items()}
+    given = {"name": body.get("name"), "phone": body.get("phone") or body.get("sip_uri"),
+             "skills": ";".join(skills) if isinstance(skills, list) else skills}
+    if not all(isinstance(v, str) for v in given.values()):
+        raise ValidationError({k: "应为文字" for k, v in given.items() if not isinstance(v, str)})
+    row = {k: v.strip() for k, v in given.items() if isinstance(v, str)}  # all are, as checked above
     too_long = {k: f"不能超过 {limit} 个字" for k, limit in (("name", 64), ("phone", 128), ("skills", 200))
                 if len(row[k]) > limit}
     if too_long:

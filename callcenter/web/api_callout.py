@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from callcenter.web.context import SETTINGS, WAKE_CALLOUTS, allow, current_user, json_response, now, run_db
+
 from callcenter.web.api_tickets import ticket_id_of
+from callcenter.web.context import SETTINGS, WAKE_CALLOUTS, allow, current_user, json_response, now, run_db
 from callcenter.web.live import FEED
 from callcenter.web.serialize import callout_json
 from core import callouts, desk

@@ -8,8 +8,8 @@ from callcenter.web.context import SETTINGS, allow, current_user, json_response,
 from callcenter.web.security import client_address
 from callcenter.web.serialize import call_json
 from core import audit
-from core.calls import CallFilter, find_calls
 from core.base import NotFound, ValidationError
+from core.calls import CallFilter, find_calls
 from core.desk import can_see
 from core.store import CallRecord, Ticket
 from core.tickets import Role

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 from sqlalchemy import select

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -123,5 +124,6 @@ def shift_json(shift: ShiftPattern, roster: Roster) -> dict[str, Any]:
 def override_json(override: RosterOverride, names: Mapping[int, str], tz) -> dict[str, Any]:
     return {"id": override.id, "from": local_iso(override.starts_at, tz), "to": local_iso(override.ends_at, tz),
             "replace_id": override.replaced_id, "replaced_name": names.get(override.replaced_id),
-            "with_id": override.substitute_id, "with_name": names.get(override.substitute_id),
+            "with_id": override.substitute_id,
+            "with_name": names.get(override.substitute_id) if override.substitute_id is not None else None,
             "note": override.note, "created_by": override.created_by}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 # An emergency taken on the console: tell the caller who is coming (set by callcenter.app; a no-op without
 # a telephone side). Takes the ticket id, returns at once.
-WHO_IS_COMING = web.AppKey("who_is_coming", object)
+# (A Callable is no class for AppKey's second argument: the key is typed by its annotation.)
+WHO_IS_COMING: web.AppKey[Callable[[int], object]] = web.AppKey("who_is_coming")
 TEXT_LIMITS = {"note": desk.NOTE_LIMIT, "reason": 500, "actual_item": 500}
 
 
@@ -134,8 +136,11 @@ async def get_ticket(request: web.Request) -> web.Response:
 
 def parse_transition(body: dict[str, Any], tz) -> TransitionRequest:
     errors: dict[str, str] = {}
+    to = body.get("to")
     try:
-        request = TransitionRequest(to=Status(body.get("to")))
+        if not isinstance(to, str):
+            raise ValueError(to)
+        request = TransitionRequest(to=Status(to))
     except ValueError:
         raise ValidationError({"to": "目标状态无效"}) from None
     for key in ("note", "reason", "actual_item", "rating", "material_check"):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from aiohttp import web
 from sqlalchemy.orm import sessionmaker

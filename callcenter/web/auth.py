@@ -25,9 +25,9 @@ from callcenter.web.context import (
     public,
     run_db,
 )
+from callcenter.web.local_time import local_iso
 from callcenter.web.passwords import PASSWORDS, PasswordsBusy
 from callcenter.web.security import client_address
-from callcenter.web.local_time import local_iso
 from core import accounts, audit, login_throttle
 from core.base import NotFound, ValidationError
 from core.claims import Conflict

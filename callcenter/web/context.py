@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,14 +24,14 @@ T = TypeVar("T")
 
 SETTINGS = web.AppKey("settings", Settings)
 SESSIONS = web.AppKey("sessions", sessionmaker)
-CLOCK = web.AppKey("clock", Callable[[], datetime])
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")  # a Callable is no class: typed by annotation
 # Extra facts for /api/health from the voice side (speech model, lines): name -> callable.
 HEALTH = web.AppKey("health", dict)
 # Tells the call-out runner of this process to look at the database now (a no-op without telephony).
-WAKE_CALLOUTS = web.AppKey("wake_callouts", Callable[[], None])
+WAKE_CALLOUTS: web.AppKey[Callable[[], None]] = web.AppKey("wake_callouts")
 
 def system_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         while True:
             try:
                 message = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
             if message is None:

@@ -9,15 +9,15 @@ from zoneinfo import ZoneInfo
 from callcenter.web.local_time import local_iso
 from callcenter.web.serialize_watch import watch_fields
 from core.audit import ACTIONS as AUDIT_ACTIONS
-from core.callouts import STATE_NAMES
+from core.callouts import STATE_NAMES, CallOutState
 from core.dispatch import OUTCOME_NAMES, Outcome, Step
-from core.followup import FOLLOWUP_STATUS_NAMES, NO_CONTACT
+from core.followup import FOLLOWUP_STATUS_NAMES, NO_CONTACT, FollowUpState
 from core.outcomes import CALL_OUTCOME_NAMES
 from core.settings import Settings
 from core.store import AuditEntry, CallOut, CallRecord, Engineer, FeeItem, FollowUp, Ticket, TicketEvent, User
 from core.tickets import (
-    CATEGORY_NAMES,
     CANCEL_REASONS,
+    CATEGORY_NAMES,
     CHANNEL_NAMES,
     STATUS_NAMES,
     URGENCY_NAMES,
@@ -27,8 +27,10 @@ from core.tickets import (
     allowed_moves,
 )
 
-
-
+# The models keep outcomes as plain strings, where an unknown one is shown as it is: the name tables
+# keyed by those strings (a StrEnum member is its value, so each looks up exactly as before).
+_CALL_OUTCOME_NAMES: dict[str, str] = {str(outcome): name for outcome, name in CALL_OUTCOME_NAMES.items()}
+_NO_CONTACT_NAMES: dict[str, str] = {str(outcome): name for outcome, name in NO_CONTACT.items()}
 
 TICKET_FIELDS = (
     "id", "number", "status", "urgency", "channel", "category", "reporter_name", "phone",
@@ -109,7 +111,7 @@ def call_json(call: CallRecord, tz: ZoneInfo) -> dict[str, Any]:
         "id": call.id, "sip_call_id": call.sip_call_id, "direction": call.direction, "line": call.line,
         "caller": call.caller, "called": call.called, "started_at": local_iso(call.started_at, tz),
         "answered_at": local_iso(call.answered_at, tz), "ended_at": local_iso(call.ended_at, tz),
-        "outcome": call.outcome, "outcome_name": CALL_OUTCOME_NAMES.get(call.outcome, call.outcome),
+        "outcome": call.outcome, "outcome_name": _CALL_OUTCOME_NAMES.get(call.outcome, call.outcome),
         "ticket_id": call.ticket_id, "transcript": call.transcript, "recording_url": recording_url(call),
         "node": call.node,
     }
@@ -127,9 +129,9 @@ def followup_json(followup: FollowUp, tz: ZoneInfo) -> dict[str, Any]:
         "due_at": local_iso(followup.due_at, tz), "status": followup.status,
         "attempts": followup.attempts, "resolved": followup.resolved, "rating": followup.rating,
         "comment": followup.comment, "recording_url": recording_url(followup.call),
-        "status_name": FOLLOWUP_STATUS_NAMES[followup.status],
+        "status_name": FOLLOWUP_STATUS_NAMES[FollowUpState(followup.status)],
         "last_outcome": followup.last_outcome or None,
-        "last_outcome_name": NO_CONTACT.get(followup.last_outcome, "已接通" if followup.last_outcome else None),
+        "last_outcome_name": _NO_CONTACT_NAMES.get(followup.last_outcome, "已接通" if followup.last_outcome else None),
         "comment_start": followup.comment_start, "recorded_by": followup.recorded_by or None,
         "completed_at": local_iso(followup.completed_at, tz), "updated_at": local_iso(followup.updated_at, tz),
         "ticket_number": ticket.number, "ticket_status": ticket.status,
@@ -156,7 +158,7 @@ def callout_json(callout: CallOut, settings: Settings) -> dict[str, Any]:
 
     return {
         "id": callout.id, "ticket_id": callout.ticket_id, "state": callout.state,
-        "state_name": STATE_NAMES[callout.state], "engineer_id": callout.engineer_id,
+        "state_name": STATE_NAMES[CallOutState(callout.state)], "engineer_id": callout.engineer_id,
         "engineer_name": names.get(callout.engineer_id), "skill": callout.skill, "shift": callout.shift_name,
         "started_at": local_iso(callout.started_at, tz), "started_by": callout.started_by,
         "ended_at": local_iso(callout.ended_at, tz), "stopped_by": callout.stopped_by, "note": callout.note,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 CLAUSE_END_CHARS = "，。,.!?！？；;、"
 # Clauses end at punctuation and at turns such as 但是/就是 (没有冒烟，就是灯不亮).

@@ -24,9 +24,9 @@ import subprocess
 import threading
 import wave
 from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from callcenter.asr.stream import Event, Recognizer
 from callcenter.ivr.media import CODECS, EVENT_KEYS, FRAME_BYTES, FRAME_SAMPLES, RtpPacket, rms

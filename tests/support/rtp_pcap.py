@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from callcenter.ivr.media import CODECS, FRAME_BYTES, FRAME_SAMPLES, EVENT_KEYS, RtpPacket  # noqa: E402
+from callcenter.ivr.media import CODECS, EVENT_KEYS, FRAME_BYTES, FRAME_SAMPLES, RtpPacket  # noqa: E402
 
 EVENT_PAYLOAD_TYPE = 101
 SSRC = 0x5EED1234

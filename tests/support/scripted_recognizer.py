@@ -7,7 +7,8 @@ end-to-end tests (tests/support/hotline_caller.py) give it to the flows as their
 
 from __future__ import annotations
 
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 from callcenter.asr.stream import Event, Final, Partial, Recognizer, Word
 

@@ -8,8 +8,9 @@ recording, so the console can play exactly the span a transcript line came from.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from callcenter.ivr.flows.dialogue import Dialogue, Heard
 from core.calls import CallLog
@@ -43,21 +44,24 @@ class FlowRecord:
             self.utterances.append(Utterance(step, heard.text, heard.keys, heard.words, heard.start, heard.end))
 
     def transcript(self, confirmed: set[str] | None = None, without_speech: str | None = None,
-                   who_is_coming: dict[str, Any] | None = None) -> Transcript:
+                   who_is_coming: dict[str, Any] | None = None, consent: dict[str, Any] | None = None) -> Transcript:
         """The transcript so far; ``confirmed``: the facts the caller confirmed (the hotline's)."""
         return Transcript(list(self.utterances), sorted(confirmed) if confirmed is not None else None, without_speech,
-                          who_is_coming)
+                          who_is_coming, consent)
 
     def utterances_of(self, step: str) -> list[Utterance]:
         return [u for u in self.utterances if u.step == step]
 
     def close(self, outcome: str, confirmed: set[str] | None = None, without_speech: str | None = None,
-              who_is_coming: dict[str, Any] | None = None) -> None:
-        """Store the transcript (with ``confirmed``, the hotline's) and how the call ended.
+              who_is_coming: dict[str, Any] | None = None, consent: dict[str, Any] | None = None) -> None:
+        """Store the transcript (with ``confirmed``, the hotline's; ``consent``, the consent call's
+        amount and answer) and how the call ended.
         A call the line ended for its own reason (no RTP: "media_timeout") says so, not "hung up"."""
-        if outcome == CallOutcome.CALLER_HUNG_UP and getattr(self.call, "end_outcome", None):
-            outcome = self.call.end_outcome
-        self.calls.update(self.record_id, transcript=self.transcript(confirmed, without_speech, who_is_coming).to_json())
+        end_outcome = getattr(self.call, "end_outcome", None)
+        if outcome == CallOutcome.CALLER_HUNG_UP and end_outcome:
+            outcome = end_outcome
+        transcript = self.transcript(confirmed, without_speech, who_is_coming, consent).to_json()
+        self.calls.update(self.record_id, transcript=transcript)
         self.calls.close(self.record_id, outcome, self.clock())
 
 

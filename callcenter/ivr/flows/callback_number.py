@@ -16,8 +16,9 @@ A keyed number is read back digit by digit (1 as 幺) and confirmed or keyed aga
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from callcenter.ivr.flows.dialogue import Dialogue
 from callcenter.ivr.prompts import Prompts
@@ -30,15 +31,22 @@ from core.triage import triage
 
 
 class HotlineServicesShape(Protocol):
-    settings: Settings
-    drafts: PhoneDrafts
-    clock: Callable[[], datetime]
+    """What these steps use of ``hotline.HotlineServices`` (read only)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def drafts(self) -> PhoneDrafts: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
 
 
 class HotlineCall(Protocol):
     """What these steps use of the hotline's call (``hotline.HotlineCall``, which imports this module)."""
     call: Any
-    services: HotlineServicesShape
+
+    @property
+    def services(self) -> HotlineServicesShape: ...  # read-only: hotline.HotlineServices fits it
     facts: DraftFacts
     record: Any  # FlowRecord, set once the call is answered
     dialogue: Dialogue

@@ -15,9 +15,9 @@ import logging
 import threading
 import time
 import wave
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from callcenter.ivr.bridge import Meeting
 from callcenter.ivr.flows.dialogue import Dialogue, HungUp

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
 from callcenter.asr.grammar import YES_NO, Choices, match_answer, phrases_of
 from callcenter.asr.stream import Final, Partial, Recognizer
@@ -33,15 +34,19 @@ class HungUp(Exception):
 
 
 class CallLike(Protocol):
-    call_id: str
+    @property
+    def call_id(self) -> str: ...
 
     def play(self, pcm: bytes, barge_in: bool = False) -> PlayOutcome: ...
+    def send_frame(self, pcm: bytes) -> bool: ...  # put_through bridges the call
     def frames(self, timeout: float | None = None): ...
     def flush_frames(self) -> None: ...
     def dtmf(self) -> str: ...
     def wait_dtmf(self, timeout: float) -> str | None: ...
     @property
     def is_active(self) -> bool: ...
+    @property
+    def end_reason(self) -> str: ...
 
 
 @dataclass

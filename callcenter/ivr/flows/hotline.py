@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from callcenter.asr.capacity import StreamSlot, StreamSlots, speech_for_call
 from callcenter.asr.stream import Recognizer
@@ -21,14 +21,14 @@ from callcenter.ivr.flows.callback_number import establish_callback_number, put_
 from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
 from callcenter.ivr.flows.incident_notice import IncidentNotice, JoinedIncident
 from callcenter.ivr.flows.put_through import hold_for_engineer
-from callcenter.ivr.who_is_coming import sentence_for
+from callcenter.ivr.lines import Call, CallEnded, SipError
 from callcenter.ivr.prompts import Prompts
-from callcenter.ivr.lines import CallEnded, SipError
+from callcenter.ivr.who_is_coming import sentence_for
 from callcenter.metrics import NO_METRICS, Metrics
 from core import log_context
+from core.base import in_windows
 from core.callouts import CallOutState, EmergencyReply
 from core.calls import CallLog
-from core.base import in_windows
 from core.incidents import Place
 from core.intake import DraftFacts, PhoneDrafts
 from core.numerals import compact_spaces, normalize_numbers
@@ -68,7 +68,7 @@ class HotlineServices:
     on_emergency: Callable[[int], EmergencyReply | None] = lambda ticket_id: None
     # Where an emergency caller meets the engineer who takes the job; None: never put through.
     meetings: Meetings | None = None
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # This node's recogniser streams (asr.max_streams); None: no limit kept (no model, or a test).
     streams: StreamSlots | None = None
     metrics: Metrics = NO_METRICS  # this app's (callcenter/metrics.py); the lines count into it too
@@ -76,7 +76,7 @@ class HotlineServices:
 
 @dataclass
 class HotlineCall:
-    call: object  # callcenter.ivr.lines.Call
+    call: Call
     services: HotlineServices
     facts: DraftFacts = field(default_factory=DraftFacts)
     ticket_id: int | None = None
@@ -107,7 +107,7 @@ class HotlineCall:
         s = self.services
         self.slot, speech = speech_for_call(s.streams, self.call.call_id, s.new_recognizer)
         try:
-            if speech is None and s.new_recognizer is not None:
+            if speech is None and s.new_recognizer is not None and s.streams is not None:  # all taken
                 self.recognisers_busy = True
                 self.dialogue = Dialogue(self.call, None, s.settings.asr.end_silence_seconds)
                 s.streams.note_without_speech(self.call.call_id)
@@ -149,25 +149,25 @@ class HotlineCall:
     def finish(self, outcome: CallOutcome) -> None:
         """Whatever happened: keep what was understood, the transcript and the outcome."""
         s = self.services
-        if self.meeting is not None:
+        if self.meeting is not None and s.meetings is not None:  # a meeting is only opened from them
             s.meetings.close(self.meeting)
         try:
             counted = self.incident is not None and self.incident.joined  # on an incident: no ticket
-            if not counted and (self.ticket_id is not None or self.record.utterances or self.facts.room
+            if not counted and (self.ticket_id is not None or self.flow_record.utterances or self.facts.room
                                 or self.facts.area):
                 self.save("通话结束" if outcome == CallOutcome.COMPLETED else "通话中断", final=True)
         except Exception:
             log.exception("call %s: could not save the draft at the end", self.call.call_id)
-        s.calls.update(self.record.record_id, ticket_id=self.ticket_id)
+        s.calls.update(self.flow_record.record_id, ticket_id=self.ticket_id)
         if outcome == CallOutcome.CALLER_HUNG_UP and self.ticket_id is None:
             try:  # nothing understood: the desk calls back (回拨)
                 put_on_callback_list(self)
             except Exception:
                 log.exception("call %s: could not put the call on the call-back list", self.call.call_id)
         # Why a call has no words in its transcript: every recogniser of the node was busy.
-        self.record.close(outcome, confirmed=self.facts.confirmed,
-                          without_speech="recognisers_busy" if self.recognisers_busy else None,
-                          who_is_coming=self.told_who_is_coming)
+        self.flow_record.close(outcome, confirmed=self.facts.confirmed,
+                               without_speech="recognisers_busy" if self.recognisers_busy else None,
+                               who_is_coming=self.told_who_is_coming)
         log.info("call %s: ended (%s), ticket %s", self.call.call_id, outcome, self.number or "none")
 
     def save(self, step: str, final: bool = False) -> None:
@@ -181,7 +181,7 @@ class HotlineCall:
     def converse(self) -> CallOutcome:
         d, p = self.dialogue, self.prompts
         d.say(p["hotline.greeting"], barge_in=True)
-        heard = self.incident.after_greeting(self.caller_id_place())  # an outage in the caller's building
+        heard = self.incident_notice.after_greeting(self.caller_id_place())  # an outage in the caller's building
         if heard is None:
             if self.recognisers_busy:
                 d.say(p["hotline.recognisers_busy"])  # not skipped by a key: it says why to use the keys
@@ -252,8 +252,8 @@ class HotlineCall:
         f = self.facts
         how = ("keypad" if "address_keypad" in f.confirmed else
                "caller_id" if CALLER_ID_CONFIRMED in f.confirmed else "speech")
-        self.incident.join_if_same(how, final)
-        if self.ticket_id is None and not self.incident.holds_draft() and (f.description or f.room or f.area):
+        self.incident_notice.join_if_same(how, final)
+        if self.ticket_id is None and not self.incident_notice.holds_draft() and (f.description or f.room or f.area):
             self.save("地址已知")
             if f.urgency == Urgency.EMERGENCY:
                 self.raise_emergency()
@@ -371,19 +371,19 @@ class HotlineCall:
         self.emergency_reply = s.on_emergency(self.ticket_id)
         if self.emergency_reply == EmergencyReply.CALLING:
             self.meeting = meeting
-        elif meeting is not None:
+        elif meeting is not None and s.meetings is not None:
             s.meetings.close(meeting)
 
     def who_is_coming(self) -> bytes:
         """「维修人员张师傅已接单，预计二十分钟内到达」 for this ticket as it stands (kept for the transcript)."""
         with self.services.drafts.sessions() as session:
-            sentence, self.told_who_is_coming = sentence_for(session, self.ticket_id, self.prompts,
+            sentence, self.told_who_is_coming = sentence_for(session, self.saved_ticket_id, self.prompts,
                                                              self.services.settings, self.local_now())
         return sentence
 
     def callout_state(self) -> CallOutState | None:
         """How this ticket's call-out stands, from the database (another process may ring it)."""
-        return self.services.drafts.callout_state(self.ticket_id)
+        return self.services.drafts.callout_state(self.saved_ticket_id)
 
     def ask_time(self) -> None:
         d, p, f = self.dialogue, self.prompts, self.facts
@@ -457,13 +457,34 @@ class HotlineCall:
 
     def note_utterance(self, step: str, heard: Heard) -> None:
         if not heard.empty:
-            self.record.note(step, heard)
+            self.flow_record.note(step, heard)
             # Kept as it is said: an engineer rung in an emergency hears the caller's words mid-call.
-            transcript = self.record.transcript(self.facts.confirmed).to_json()
-            self.services.calls.update(self.record.record_id, transcript=transcript)
+            transcript = self.flow_record.transcript(self.facts.confirmed).to_json()
+            self.services.calls.update(self.flow_record.record_id, transcript=transcript)
 
     def utterances_of(self, step: str) -> list[Utterance]:
-        return self.record.utterances_of(step)
+        return self.flow_record.utterances_of(step)
+
+    @property
+    def flow_record(self) -> FlowRecord:
+        """The call record, set by ``run_call`` before anything else uses it."""
+        if self.record is None:
+            raise RuntimeError(f"call {self.call.call_id}: no call record yet")
+        return self.record
+
+    @property
+    def incident_notice(self) -> IncidentNotice:
+        """The open-incident check, set once the call is answered (``run_call``)."""
+        if self.incident is None:
+            raise RuntimeError(f"call {self.call.call_id}: incident check used before the call was answered")
+        return self.incident
+
+    @property
+    def saved_ticket_id(self) -> int:
+        """The draft ticket's id, for the steps that come only once it is saved."""
+        if self.ticket_id is None:
+            raise RuntimeError(f"call {self.call.call_id}: no draft ticket saved yet")
+        return self.ticket_id
 
     def local_now(self) -> datetime:
         return self.services.clock().astimezone(self.services.settings.tz)

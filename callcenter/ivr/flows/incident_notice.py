@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime
+from typing import NoReturn
 
 from callcenter.ivr.flows.dialogue import Heard, HungUp
 from callcenter.ivr.prompts import Prompts
@@ -60,7 +61,7 @@ def acknowledges(text: str) -> bool:
 class IncidentNotice:
     """One hotline call's dealings with incidents (``hotline`` is the HotlineCall)."""
 
-    def __init__(self, hotline):
+    def __init__(self, hotline) -> None:  # hotline.HotlineCall (which imports this module)
         self.hotline = hotline
         self.caller_id: int | None = None  # the IncidentCaller row, once counted
         self.announced: int | None = None  # the incident the caller has heard about
@@ -164,6 +165,6 @@ class IncidentNotice:
                                            call_record_id=h.record.record_id, place=place, words=words, how=how)
             self.caller_id = caller.id
 
-    def goodbye(self) -> None:
+    def goodbye(self) -> NoReturn:
         self.hotline.dialogue.say_goodbye(self.hotline.prompts["incident.counted"])
         raise JoinedIncident()

@@ -11,7 +11,7 @@ read from the database, so a call-out rung by another process counts too.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from callcenter.ivr.bridge import Meeting, bridge
 from callcenter.ivr.flows.dialogue import Dialogue, HungUp

@@ -23,18 +23,18 @@ Nobody reached (``reached=False``, the call counts as unanswered):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from callcenter.asr.capacity import StreamSlots, speech_for_call
 from callcenter.asr.grammar import DIGITS, OPT_OUT, RATINGS, SCORES, YES_NO, Choices
 from callcenter.asr.stream import Recognizer
 from callcenter.ivr.flows.call_record import FlowRecord
 from callcenter.ivr.flows.dialogue import Dialogue, EnergyEndpointer, Heard, HungUp, chosen
+from callcenter.ivr.lines import CallEnded
 from callcenter.ivr.media import rms
 from callcenter.ivr.prompts import Prompts
-from callcenter.ivr.lines import CallEnded
 from core.calls import CallLog
 from core.followup import SurveyAnswers
 from core.followup_policy import MENU_RATINGS, SCORE_RANGE, rating_for_score
@@ -63,7 +63,7 @@ def rating_words() -> Choices:
     scores = {rating: tuple(way for score in SCORE_RANGE if rating_for_score(score) == rating
                             for way in SCORES[str(score)] if score > len(MENU_RATINGS) or way.endswith(("分", "星")))
               for rating in words}
-    return {rating: words[rating] + menu[rating] + scores[rating] for rating in words}
+    return {rating: (*words[rating], *menu[rating], *scores[rating]) for rating in words}
 
 
 RESOLVED_WORDS: Choices = {**YES_NO, **OPT_OUT}
@@ -93,7 +93,7 @@ class SurveyServices:
     calls: CallLog
     # A recognizer per answer (optionally restricted to a grammar), or None with no speech model.
     new_recognizer: Callable[[list[str] | None], Recognizer] | None
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # This node's recogniser streams, shared with the hotline; none free: the survey runs on keys.
     streams: StreamSlots | None = None
 

@@ -4,10 +4,10 @@ Revision ID: 00ed797e083c
 Revises: ac03af77fbf9
 Create Date: 2026-12-01 20:35:14.614521
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
+from alembic import op
 
+import core.store
 
 revision = '00ed797e083c'
 down_revision = 'ac03af77fbf9'

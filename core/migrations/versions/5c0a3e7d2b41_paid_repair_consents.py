@@ -4,10 +4,10 @@ Revision ID: 5c0a3e7d2b41
 Revises: 91a42490f8f0
 Create Date: 2026-12-01 20:45:00.000000
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
+from alembic import op
 
+import core.store
 
 revision = '5c0a3e7d2b41'
 down_revision = '91a42490f8f0'

@@ -4,10 +4,10 @@ Revision ID: 91a42490f8f0
 Revises: c18c504ea225
 Create Date: 2026-12-01 20:36:25.196318
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
+from alembic import op
 
+import core.store
 
 revision = '91a42490f8f0'
 down_revision = 'c18c504ea225'

@@ -4,10 +4,10 @@ Revision ID: 9be6d1ac3b3a
 Revises: d431d618ab8c
 Create Date: 2026-12-01 16:58:30.437596
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
+from alembic import op
 
+import core.store
 
 revision = '9be6d1ac3b3a'
 down_revision = 'd431d618ab8c'

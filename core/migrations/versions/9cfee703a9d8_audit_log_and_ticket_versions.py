@@ -4,10 +4,10 @@ Revision ID: 9cfee703a9d8
 Revises: 9be6d1ac3b3a
 Create Date: 2026-12-01 17:01:41.845459
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
+from alembic import op
 
+import core.store
 
 revision = '9cfee703a9d8'
 down_revision = '9be6d1ac3b3a'

@@ -4,10 +4,10 @@ Revision ID: ac03af77fbf9
 Revises: 9cfee703a9d8
 Create Date: 2026-12-01 16:59:47.100455
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
+from alembic import op
 
+import core.store
 
 revision = 'ac03af77fbf9'
 down_revision = '9cfee703a9d8'

@@ -4,10 +4,10 @@ Revision ID: c18c504ea225
 Revises: 00ed797e083c
 Create Date: 2026-12-01 20:35:20.614411
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
+from alembic import op
 
+import core.store
 
 revision = 'c18c504ea225'
 down_revision = '00ed797e083c'

@@ -4,10 +4,10 @@ Revision ID: ca9dfd4b5370
 Revises: ea9d9d6d26d5
 Create Date: 2026-11-23 10:13:12.698610
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
+from alembic import op
 
+import core.store
 
 revision = 'ca9dfd4b5370'
 down_revision = 'ea9d9d6d26d5'

@@ -4,10 +4,10 @@ Revision ID: d431d618ab8c
 Revises: ca9dfd4b5370
 Create Date: 2026-11-23 11:44:41.111330
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
+from alembic import op
 
+import core.store
 
 revision = 'd431d618ab8c'
 down_revision = 'ca9dfd4b5370'

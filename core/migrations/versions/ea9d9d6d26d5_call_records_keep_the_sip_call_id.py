@@ -4,10 +4,8 @@ Revision ID: ea9d9d6d26d5
 Revises: fbb5f024ac88
 Create Date: 2026-11-23 09:30:19.971008
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
-
+from alembic import op
 
 revision = 'ea9d9d6d26d5'
 down_revision = 'fbb5f024ac88'

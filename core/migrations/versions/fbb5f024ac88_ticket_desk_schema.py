@@ -1,13 +1,13 @@
 """ticket desk schema
 
 Revision ID: fbb5f024ac88
-Revises: 
+Revises:
 Create Date: 2026-11-23 08:51:04.665226
 """
-from alembic import op
 import sqlalchemy as sa
-import core.store
+from alembic import op
 
+import core.store
 
 revision = 'fbb5f024ac88'
 down_revision = None
