@@ -30,9 +30,6 @@ from core.db import Base, UtcDateTime, make_engine, make_session_factory, normal
 from core.node_store import Lease, LiveChange, NodeRun  # noqa: F401
 from core.tickets import Channel, Role, Status, Urgency
 
-if TYPE_CHECKING:
-    from core.store_watch import Complaint, EtaSlip
-
 
 class Ticket(Base):
     """One 维修单 through its whole life."""
@@ -92,9 +89,9 @@ class Ticket(Base):
         back_populates="ticket", order_by="TicketEvent.id", cascade="all, delete-orphan"
     )
     calls: Mapped[list[CallRecord]] = relationship(order_by="CallRecord.id", viewonly=True)
-    if TYPE_CHECKING:  # mapped in core.store_watch, which imports this module
-        complaints: Mapped[list[Complaint]]
-        eta_slips: Mapped[list[EtaSlip]]
+    if TYPE_CHECKING:  # mapped in core.store_watch (Complaint, EtaSlip rows), which imports this module
+        complaints: Mapped[list[Any]]
+        eta_slips: Mapped[list[Any]]
 
 
 class TicketEvent(Base):

@@ -465,23 +465,21 @@ class HotlineCall:
     def utterances_of(self, step: str) -> list[Utterance]:
         return self.flow_record.utterances_of(step)
 
+    # Set (by run_call, or once the draft is saved) before the steps that use them: else a clear error.
     @property
     def flow_record(self) -> FlowRecord:
-        """The call record, set by ``run_call`` before anything else uses it."""
         if self.record is None:
             raise RuntimeError(f"call {self.call.call_id}: no call record yet")
         return self.record
 
     @property
     def incident_notice(self) -> IncidentNotice:
-        """The open-incident check, set once the call is answered (``run_call``)."""
         if self.incident is None:
             raise RuntimeError(f"call {self.call.call_id}: incident check used before the call was answered")
         return self.incident
 
     @property
     def saved_ticket_id(self) -> int:
-        """The draft ticket's id, for the steps that come only once it is saved."""
         if self.ticket_id is None:
             raise RuntimeError(f"call {self.call.call_id}: no draft ticket saved yet")
         return self.ticket_id
