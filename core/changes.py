@@ -94,7 +94,7 @@ def journal_end(session: Session) -> int:
 def journal_since(session: Session, cursor: int, limit: int = 1000) -> tuple[list[tuple[int, int | None, int | None]], bool]:
     """Changes after ``cursor`` as (id, ticket_id, call_id), oldest first, and whether some were
     purged before this reader saw them (then it cannot know what it missed)."""
-    rows = [row.tuple() for row in session.execute(
+    rows = [(change, ticket, call) for change, ticket, call in session.execute(
         select(LiveChange.id, LiveChange.ticket_id, LiveChange.call_id)
         .where(LiveChange.id > cursor).order_by(LiveChange.id).limit(limit))]
     oldest = session.scalar(select(func.min(LiveChange.id)))

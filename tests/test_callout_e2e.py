@@ -353,10 +353,11 @@ def test_an_engineer_whose_sip_address_does_not_resolve_is_skipped_at_once(site,
     started = time.monotonic()
     site.start_callout(ticket, voice)
     site.wait_for("李工's phone ringing", lambda: li.invites() == 1, timeout=10)
-    assert time.monotonic() - started < 1.5
+    # Well under the 5 s the dead DNS server would hold each ring (margin for a loaded CI box).
+    assert time.monotonic() - started < 4.0
     site.wait_for("the end of the call-out", lambda: site.callout_state(ticket) == "exhausted", timeout=20)
     assert site.attempts(ticket) == [("张工", 1, 0, "failed"), ("李工", 1, 1, "no_answer")]
-    assert site.rang_seconds(ticket)[0] < 1.0
+    assert site.rang_seconds(ticket)[0] < 3.0
 
 
 # ---------------------------------------------------------------- (d) the same incident: attached, no second page

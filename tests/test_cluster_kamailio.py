@@ -283,7 +283,7 @@ def test_a_dead_node_is_left_out_once_its_probes_fail(dispatch):
     for _ in range(3):
         call = Caller(dispatcher)
         began = time.monotonic()
-        assert call.invite() == 200 and time.monotonic() - began < 1.0
+        assert call.invite() == 200 and time.monotonic() - began < 1.5  # not the 2 s failover wait
         call.close()
     assert "marked down" not in dispatcher.output.text()  # the probes did it, before any call waited
 

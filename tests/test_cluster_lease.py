@@ -101,7 +101,7 @@ def test_a_clean_stop_hands_the_jobs_over_at_the_next_heartbeat(settings, engine
         first.stop()
         stopped = time.monotonic()
         eventually(lambda: second.health()["running"], seconds=5)
-        assert time.monotonic() - stopped <= FAST.heartbeat_seconds + 0.5
+        assert time.monotonic() - stopped <= FAST.heartbeat_seconds + 1.5  # margin for a loaded CI box
     finally:
         second.stop()
 

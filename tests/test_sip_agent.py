@@ -265,7 +265,7 @@ def test_dialing_a_host_that_does_not_resolve_fails_at_once(harness, monkeypatch
     started = time.monotonic()
     with pytest.raises(DialError) as failed:
         line.agent.dial("sip:engineer@nowhere.example", 20, lambda call: None)
-    assert time.monotonic() - started < 1.0 and failed.value.outcome == "failed"
+    assert time.monotonic() - started < 2.5 and failed.value.outcome == "failed"
     assert line.agent.calls == [] and line.agent.ports.free == free
     for target in ("sip:", "sip:engineer@[::1]", "8001\r\nX-Injected: 1", ""):
         with pytest.raises(DialError):
