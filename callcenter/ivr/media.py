@@ -216,17 +216,28 @@ class RtpAudioOutput:
 
 @dataclass
 class BargeInDetector:
-    """Caller speech over a prompt: frame energy above ``threshold_rms`` for ``min_speech_ms`` in a
-    row. The default threshold (≈ -28 dBFS) is above line noise and a phone's residual echo of our
-    own prompt, below normal speech; 240 ms ignores clicks and coughs."""
+    """Caller speech over a prompt: ``min_speech_ms`` of frames with energy above ``threshold_rms``,
+    where quiet stretches shorter than ``max_gap_ms`` do not start the count again. The default
+    threshold (≈ -28 dBFS) is above line noise and a phone's residual echo of our own prompt, below
+    normal speech; 240 ms ignores clicks and coughs. The gap allowance is for a short word like
+    「知道了」: its syllables dip below the threshold between them, and a lost packet is a frame of
+    silence, so counting strictly in a row would never let it barge in."""
 
     threshold_rms: float = 1300.0
     min_speech_ms: int = 240
+    max_gap_ms: int = 100
     _speech_ms: int = 0
+    _gap_ms: int = 0
 
     def process_frame(self, pcm: bytes) -> bool:
-        loud = rms(pcm) >= self.threshold_rms
-        self._speech_ms = self._speech_ms + len(pcm) * 1000 // (2 * SAMPLE_RATE) if loud else 0
+        ms = len(pcm) * 1000 // (2 * SAMPLE_RATE)
+        if rms(pcm) >= self.threshold_rms:
+            self._speech_ms += ms
+            self._gap_ms = 0
+        else:
+            self._gap_ms += ms
+            if self._gap_ms >= self.max_gap_ms:
+                self._speech_ms = 0
         return self._speech_ms >= self.min_speech_ms
 
 
