@@ -12,10 +12,12 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     browsers,
     call,
     css,
+    css_all,
     engineer_id,
     login,
     move,
     new_ticket,
+    open_ticket,
     phone_view,
     screenshot,
     shown,
@@ -92,3 +94,11 @@ def test_the_resident_signs_the_price_before_the_paid_repair_is_completed(live_s
     assert png["inked"] > 300, "the stored signature has no strokes on it"
 
     move(browser_b, ticket["id"], "completed", actual_item="更换水龙头", material_fee=38.5, labour_fee=20)
+
+    # The desk's ticket page keeps who agreed to what, how and when, after the work is done.
+    open_ticket(browser_a, live_server, ticket["id"])
+    record = wait(browser_a, shown("#consent-panel .consent-records li"))
+    assert "业主同意报价 58.50 元（现场签字，王女士；记录：zhang）" in record.text
+    assert record.find_element("link text", "查看签名").get_attribute("href").endswith(
+        f"/api/tickets/{ticket['id']}/consents/{stored['consents'][0]['id']}/signature")
+    assert not css_all(browser_a, "#consent-panel button[data-consent]")  # completed: nothing left to ask

@@ -317,7 +317,11 @@ def test_recording_keeps_the_caller_who_hangs_up_mid_sentence(make_line, sipp, t
         audio = wav.readframes(wav.getnframes())
     seconds = len(audio) / 16000
     assert 1.7 <= seconds <= 2.3, f"recorded {seconds:.2f} s of a caller who spoke 2 s"
-    assert audio == PCMU.decode(PCMU.encode(speech))[:len(audio)]
+    # Bit for bit from where the recording started (packets that arrived before ``start_recording``
+    # are not in it: a loaded machine may take a few of them between answer and recording).
+    sent = PCMU.decode(PCMU.encode(speech))
+    start = sent.find(audio[:3200])
+    assert start % 2 == 0 and 0 <= start <= 0.3 * 16000 and audio == sent[start:start + len(audio)], start
 
 
 def test_sockets_bind_only_the_configured_address(make_line, sipp, tmp_path):

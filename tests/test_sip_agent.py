@@ -418,9 +418,10 @@ class Registrar:
                 expected = sha(f"{sha('8001:pbx:secret')}:n1:{fields['nc']}:{fields['cnonce']}:auth:"
                                f"{sha('REGISTER:' + fields['uri'])}")
                 ok = fields["response"] == expected and fields["algorithm"] == "SHA-256"
+                if ok:
+                    self.bound.add(contact)  # before the 200: the line may be asked at once what is bound
                 self.sock.sendto(build_response(request, 200 if ok else 403,
                                                 headers=[f"Contact: {contact};expires=60"] if ok else []), source)
-                self.bound.add(contact)
                 continue
             if request.value("Expires") != "0":  # not our unregistering at the end
                 self.attempts.append(time.monotonic())

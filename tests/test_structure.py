@@ -116,3 +116,20 @@ def test_core_never_imports_callcenter():
 def test_no_module_over_500_lines():
     lengths = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in module_files().items()}
     assert {name: lines for name, lines in lengths.items() if lines > MAX_LINES} == {}
+
+
+def test_no_merge_conflict_markers_are_left_behind():
+    """A merge resolved in a hurry once left both sides of a README section in place."""
+    import subprocess
+
+    markers = ("<" * 7 + " ", "=" * 7 + "\n", ">" * 7 + " ")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    left = []
+    for name in filter(None, tracked.decode().split("\0")):
+        path = ROOT / name
+        if path.suffix not in {".py", ".md", ".js", ".html", ".css", ".toml", ".sh", ".cfg", ".ini", ".txt"}:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(True), 1):
+            if line.startswith(markers):
+                left.append(f"{name}:{number}")
+    assert not left, left

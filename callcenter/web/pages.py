@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aiohttp import web
 
-from callcenter.web.context import allow, current_user, public
+from callcenter.web.context import SETTINGS, allow, current_user, public
 from core.tickets import Role
 
 STATIC = Path(__file__).with_name("static")
@@ -21,6 +22,15 @@ def _page(name: str) -> web.FileResponse:
 async def home(request: web.Request) -> web.Response:
     role = current_user(request).role
     raise web.HTTPFound("/engineer" if role == Role.ENGINEER else "/desk")
+
+
+@routes.get("/site.js")
+@public
+async def site_script(request: web.Request) -> web.Response:
+    """The site's own settings the pages need, as a module (``import { TZ } from '/site.js'``): times
+    are shown in the site's timezone, not the browser's and not a fixed one. Nothing secret."""
+    text = f"export const TZ = {json.dumps(request.app[SETTINGS].timezone)};\n"
+    return web.Response(text=text, content_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
 @routes.get("/login")

@@ -1,7 +1,9 @@
 // Shared by every console page: the JSON API, names and times, safe DOM building, the header bar,
 // and the live-update stream. Server text is only ever put into the page as text, never as HTML.
 
-export const TZ = 'Asia/Shanghai';
+import { TZ } from '/site.js';
+
+export { TZ }; // the site's timezone (settings: timezone), served by the console
 
 // --- building the page safely -------------------------------------------------------------
 
@@ -112,7 +114,7 @@ function parts(value) {
   return p;
 }
 
-/** 「2026-11-23 10:05」 in Shanghai time, or 「—」. */
+/** 「2026-11-23 10:05」 in the site's time, or 「—」. */
 export function fmtTime(value) {
   const p = parts(value);
   return p ? `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}` : '—';
@@ -135,22 +137,33 @@ export function fmtRange(start, end) {
   return `${start ? fmtShort(start) : '—'} 至 ${end ? fmtShort(end) : '—'}`;
 }
 
-/** Today's date in Shanghai as YYYY-MM-DD. */
+/** Today's date at the site as YYYY-MM-DD. */
 export function todayISO() {
   const p = parts(new Date());
   return `${p.year}-${p.month}-${p.day}`;
 }
 
-/** A server time as the value of an <input type="datetime-local"> (Shanghai wall clock). */
+/** A server time as the value of an <input type="datetime-local"> (the site's wall clock). */
 export function toInputValue(value) {
   const p = parts(value);
   return p ? `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}` : '';
 }
 
-/** A datetime-local value (Shanghai wall clock) as ISO 8601 with +08:00, or null. */
+/** The site's offset from UTC in minutes at an instant (+480 in Shanghai). */
+function offsetAt(instant) {
+  const p = parts(new Date(instant));
+  return (Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute) - Math.floor(instant / 60000) * 60000) / 60000;
+}
+
+/** A datetime-local value (the site's wall clock) as ISO 8601 with the site's offset (+08:00), or null. */
 export function fromInputValue(value) {
   if (!value) return null;
-  return (value.length === 16 ? `${value}:00` : value) + '+08:00';
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(value);
+  if (!m) return value;
+  const wall = Date.UTC(+m[1], m[2] - 1, +m[3], +m[4], +m[5]);
+  const offset = offsetAt(wall - offsetAt(wall) * 60000); // the offset in force at that wall-clock time
+  const hhmm = `${String(Math.floor(Math.abs(offset) / 60)).padStart(2, '0')}:${String(Math.abs(offset) % 60).padStart(2, '0')}`;
+  return `${value.length === 16 ? `${value}:00` : value}${offset < 0 ? '-' : '+'}${hhmm}`;
 }
 
 export function fmtMoney(value) {

@@ -1,6 +1,8 @@
 // 有偿服务：业主同意报价. On a paid ticket's card: whether the resident agreed to the price, and two ways to
 // ask before any work starts: a signature on this phone's screen, or a short automated call to the resident.
-import { clearFieldErrors, h, request, showFieldErrors } from '/static/app.js';
+import {
+  TZ, clearFieldErrors, h, request, showFieldErrors,
+} from '/static/app.js';
 
 const ASKING = new Set(['dispatched', 'accepted', 'on_site', 'postponed', 'price_review']);
 
@@ -8,12 +10,14 @@ function yuan(value) {
   return value === null || value === undefined ? '' : String(value);
 }
 
+const when = (at) => new Date(at).toLocaleString('zh-CN', { timeZone: TZ });
+
 function statusLine(data) {
   const last = data.consents[data.consents.length - 1];
   if (!last) return h('p', { class: 'meta-line consent-state missing' }, '业主尚未同意报价：施工前请取得业主同意');
   const answer = last.agreed ? '已同意' : '不同意';
   return h('p', { class: `meta-line consent-state ${last.agreed ? 'ok' : 'missing'}` },
-    `业主${answer}报价 ${last.amount} 元（${last.method_name}，${last.consented_by}，${new Date(last.at).toLocaleString('zh-CN', { timeZone: 'Asia/Shanghai' })}）`);
+    `业主${answer}报价 ${last.amount} 元（${last.method_name}，${last.consented_by}，${when(last.at)}）`);
 }
 
 // A signature pad: pointer strokes on a canvas, sent as a PNG. `blank()` is true until something is drawn.
@@ -90,12 +94,25 @@ function signForm(ticket, data, { onDone, onCancel }) {
   return form;
 }
 
+// Every answer the resident gave, oldest first: what the ticket page keeps after the work is done.
+function records(ticket, data) {
+  if (!data.consents.length) return null;
+  return h('ol', { class: 'consent-records' }, ...data.consents.map((answer) => h('li', { 'data-consent-id': answer.id },
+    `${when(answer.at)} 业主${answer.agreed ? '同意' : '不同意'}报价 ${answer.amount} 元`,
+    `（${answer.method_name}，${answer.consented_by}；记录：${answer.recorded_by}）`,
+    answer.has_signature ? h('a', {
+      href: `/api/tickets/${ticket.id}/consents/${answer.id}/signature`, target: '_blank', rel: 'noopener',
+    }, ' 查看签名') : null)));
+}
+
 /**
- * The consent block of a paid ticket's card (null for free work or a closed ticket).
+ * The consent block of a paid ticket (null for free work). While work may still start it offers the
+ * two ways to ask; otherwise it is shown only with ``history`` (the ticket page), read-only.
  * onOpen()/onClose() tell the page a form is open (its live reloads wait meanwhile).
  */
-export function consentPanel(ticket, { onOpen = () => {}, onClose = () => {} } = {}) {
-  if (!ticket.is_paid || !ASKING.has(ticket.status)) return null;
+export function consentPanel(ticket, { onOpen = () => {}, onClose = () => {}, history = false } = {}) {
+  const asking = ASKING.has(ticket.status);
+  if (!ticket.is_paid || !(asking || history)) return null;
   const state = h('div', { class: 'consent-status' }, h('p', { class: 'meta-line muted' }, '正在读取业主同意情况…'));
   const formArea = h('div', { class: 'form-area' });
   const message = h('p', { class: 'message ok', role: 'status' });
@@ -110,12 +127,13 @@ export function consentPanel(ticket, { onOpen = () => {}, onClose = () => {} } =
       return;
     }
     data = answer;
-    state.replaceChildren(statusLine(data), h('div', { class: 'actions-bar' },
+    state.replaceChildren(statusLine(data), asking ? h('div', { class: 'actions-bar' },
       h('button', {
         type: 'button', class: 'primary', 'data-consent': 'sign',
         onclick: () => { if (!formArea.firstChild) onOpen(); formArea.replaceChildren(signForm(ticket, data, { onDone: done, onCancel: close })); },
       }, '现场签字确认报价'),
-      ticket.phone ? h('button', { type: 'button', 'data-consent': 'call', onclick: call }, '电话确认报价') : null));
+      ticket.phone ? h('button', { type: 'button', 'data-consent': 'call', onclick: call }, '电话确认报价') : null) : null,
+    history ? records(ticket, data) : null);
   };
   async function done(answer) {
     close();

@@ -6,11 +6,13 @@ import {
 } from '/static/app.js';
 import { actionButtons, actionForm } from '/static/actions.js';
 import { createCalloutPanel } from '/static/callout.js';
+import { consentPanel } from '/static/consent.js';
 import { renderCalls } from '/static/calls.js';
 import { renderWatch } from '/static/watch.js';
 
 const ticketId = Number(location.pathname.split('/')[2]);
 const EDITORS = ['frontdesk', 'manager', 'admin'];
+const CONSENT_READERS = ['engineer', 'frontdesk', 'manager']; // api_consent.FIELD_ROLES
 const FIELD_LABELS = {
   description: '报修内容', reporter_name: '报修人', phone: '联系电话', building: '楼栋', unit: '单元',
   room: '房号', area: '公共区域', category: '类别', urgency: '紧急程度', appointment_start: '预约开始',
@@ -71,6 +73,10 @@ function render() {
   ]));
   renderCalls($('#calls-view'), ticket.calls);
   renderWatch($('#watch-panel'), ticket, me, (updated) => { ticket = updated; render(); });
+  const consent = CONSENT_READERS.includes(me.role) ? consentPanel(ticket, {
+    history: true, onOpen: () => { busy = true; }, onClose: () => { busy = false; catchUp(); } }) : null;
+  $('#consent-panel').hidden = !consent;
+  $('#consent-panel .consent-view').replaceChildren(...(consent ? [consent] : []));
   callout.refresh();
   $('#edit-button').hidden = !EDITORS.includes(me.role);
   renderActions();
