@@ -22,6 +22,18 @@ from tests.support.postgres import PostgresServer, free_port
 REQUIRE_POSTGRES = os.environ.get("CALLCENTER_REQUIRE_POSTGRES") == "1"
 _database_names = itertools.count()
 
+# The modules that take longest (real-time calls), longest first. xdist's ``--dist loadfile`` hands
+# modules out in collection order, so these start at once and overlap everything else; in
+# alphabetical order the six-minute call began halfway through and ran alone for minutes at the end.
+LONGEST_FIRST = ("test_hotline_e2e", "test_incident_e2e", "test_callback_e2e", "test_security_callerid",
+                 "test_python_versions", "test_callout_e2e", "test_browser", "test_survey_e2e",
+                 "test_capacity_e2e", "test_softphone", "test_consent_call_e2e")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2], len(rank)) if item.module else len(rank))
+
 
 @pytest.fixture(scope="session")
 def postgres_server():
