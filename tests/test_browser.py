@@ -409,7 +409,7 @@ def test_the_engineer_sees_only_own_tickets_on_a_phone(live_server, browser_a, b
     screenshot(browser_b, "engineer-accept")
     css(browser_b, f"#act-{mine['id']}-form button[type=submit]").click()
     wait(browser_b, text_is(f".card[data-id='{mine['id']}'] .card-head .badge:last-child", "接单"))
-    assert css(browser_b, f".card[data-id='{mine['id']}'] button[data-to='on_site']").text == "到场"
+    wait(browser_b, text_is(f".card[data-id='{mine['id']}'] button[data-to='on_site']", "到场"))  # (re-rendered live)
     wait(browser_a, text_is("#ticket-status .badge", "接单"), message="the ticket page did not update live")
     assert "派单 → 接单" in css(browser_a, "#timeline").text
     assert browser_a.execute_script("return window.__marker") == 1
