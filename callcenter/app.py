@@ -40,6 +40,7 @@ from callcenter.web.context import HEALTH, WAKE_CALLOUTS
 from core import migrate
 from core.accounts import add_user
 from core.call_pool import DialFollowup
+from core.callout_service import CallOutService
 from core.followup_service import FollowUpCalls
 from core.intake import PhoneDrafts
 from core.jobs import Jobs
@@ -127,8 +128,9 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
                               calls=calls, new_recognizer=new_recognizer, meetings=meetings, clock=clock,
                               streams=streams, metrics=metrics)
     telephony = Telephony(settings, hotline)
-    callouts = CalloutRunner(settings, sessions, prompts, meetings, telephony.line, clock)
-    callouts.calls, callouts.metrics = calls, metrics
+    callouts = CalloutRunner(settings, CallOutService(sessions, settings), calls, prompts, meetings, telephony.line,
+                             clock)
+    callouts.metrics = metrics
     if settings.followup.line:  # a caller no longer on the line is phoned with who is coming
         callouts.call_back = CallBack(settings, drafts.tickets, prompts, calls, telephony.line, clock).start
     hotline.on_emergency = callouts.answer_emergency  # an emergency word on the hotline rings the chain
