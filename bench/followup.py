@@ -54,6 +54,8 @@ from core import desk, followup, migrate, moves  # noqa: E402
 from core.base import Actor  # noqa: E402
 from core.calls import CallLog  # noqa: E402
 from core.desk import NewTicket  # noqa: E402
+from core.followup_service import FollowUpCalls  # noqa: E402
+from core.incident_service import IncidentCalls  # noqa: E402
 from core.jobs import FOLLOWUP_TICK_SECONDS, Jobs  # noqa: E402
 from core.settings import DatabaseSettings, load_settings  # noqa: E402
 from core.store import CallRecord, Engineer, FollowUp, Ticket, make_engine, make_session_factory  # noqa: E402
@@ -204,7 +206,8 @@ def main() -> None:
     survey = SurveyServices(settings, prompts, CallLog(sessions), None, clock)  # keys only: no speech model needed
     config, _flow = line_config(settings.lines[0])
     line = Line(config)
-    services = FollowupServices(survey, sessions, {config.name: line}.get)
+    services = FollowupServices(survey, FollowUpCalls(sessions, settings), IncidentCalls(sessions, settings),
+                                {config.name: line}.get)
     jobs = Jobs(settings, engine, dial_followup=lambda followup_id: call_followup(followup_id, services), clock=clock)
 
     limit = args.timeout_minutes * 60

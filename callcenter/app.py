@@ -40,9 +40,12 @@ from callcenter.web.context import HEALTH, WAKE_CALLOUTS
 from core import migrate
 from core.accounts import add_user
 from core.call_pool import DialFollowup
+from core.callout_service import CallOutService
+from core.followup_service import FollowUpCalls
 from core.intake import PhoneDrafts
 from core.jobs import Jobs
 from core.nodes import NodeHeartbeat
+from core.notice_service import NoticeCallService
 from core.settings import Settings
 from core.store import User, make_session_factory
 from core.triage import Triage
@@ -120,23 +123,28 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
     # The one count of this node's recogniser streams, for the hotline's and the follow-ups' calls.
     streams = StreamSlots(max_streams_for(settings.asr.max_streams)) if new_recognizer is not None else None
     new_recognizer = metrics.counted_recognizers(new_recognizer)
-    hotline = HotlineServices(settings=settings, prompts=prompts, drafts=PhoneDrafts(sessions, settings),
+    drafts = PhoneDrafts(sessions, settings)
+    hotline = HotlineServices(settings=settings, prompts=prompts, drafts=drafts,
                               calls=calls, new_recognizer=new_recognizer, meetings=meetings, clock=clock,
                               streams=streams, metrics=metrics)
     telephony = Telephony(settings, hotline)
-    callouts = CalloutRunner(settings, sessions, prompts, meetings, telephony.line, clock)
-    callouts.calls, callouts.metrics = calls, metrics
+    callouts = CalloutRunner(settings, CallOutService(sessions, settings), calls, prompts, meetings, telephony.line,
+                             clock)
+    callouts.metrics = metrics
     if settings.followup.line:  # a caller no longer on the line is phoned with who is coming
-        callouts.call_back = CallBack(settings, sessions, prompts, calls, telephony.line, clock).start
+        callouts.call_back = CallBack(settings, drafts.tickets, prompts, calls, telephony.line, clock).start
     hotline.on_emergency = callouts.answer_emergency  # an emergency word on the hotline rings the chain
     dial_followup = consent_calls = None
     if settings.followup.line:
         survey = SurveyServices(settings, prompts, hotline.calls, new_recognizer, clock, streams)
         # Follow-ups and incident call-backs (「已恢复供水」) share the pool and the line.
-        dial_followup = partial(dial_outbound, services=FollowupServices(survey, sessions, telephony.line, metrics))
-        consent_calls = ConsentCalls(ConsentCallServices(settings, prompts, sessions, calls, telephony.line,
+        followups = FollowupServices(survey, FollowUpCalls(sessions, settings), drafts.incidents,
+                                     telephony.line, metrics)
+        dial_followup = partial(dial_outbound, services=followups)
+        consent_calls = ConsentCalls(ConsentCallServices(settings, prompts, drafts.tickets, calls, telephony.line,
                                                          new_recognizer, clock))
-    notices = NoticeServices(settings, sessions, prompts, calls, telephony.line, callouts, clock).as_notice_calls()
+    notices = NoticeServices(settings, NoticeCallService(sessions, settings), prompts, calls, telephony.line, callouts,
+                             clock).as_notice_calls()
     return Voice(telephony, callouts, dial_followup, notices, consent_calls)
 
 

@@ -23,8 +23,10 @@ from core.callback_list import Abandoned, record_abandoned
 from core.callouts import CallOutState, latest_callout
 from core.claims import Conflict, claim
 from core.desk import HOTLINE, NewTicket
+from core.incident_service import IncidentCalls
 from core.settings import Settings
 from core.store import Resident, Ticket
+from core.ticket_call_service import TicketCallService
 from core.tickets import Channel, Status, Urgency, current_due_at
 from core.triage import Draft
 
@@ -82,6 +84,10 @@ class PhoneDrafts:
     def __init__(self, sessions: sessionmaker, settings: Settings):
         self.sessions = sessions
         self.settings = settings
+        # The same call's other questions of the database: an outage open where the caller lives
+        # (incident_notice.py), and who is coming to an emergency (HotlineCall.who_is_coming).
+        self.incidents = IncidentCalls(sessions, settings)
+        self.tickets = TicketCallService(sessions, settings)
 
     def save(self, ticket_id: int | None, facts: DraftFacts, now: datetime, step: str) -> tuple[int, str]:
         """Create the draft (first call) or bring it up to date; returns (id, number). A change by

@@ -24,6 +24,7 @@ from core.calls import CallLog
 from core.consent import PaidConsent
 from core.desk import Actor, NewTicket
 from core.store import CallRecord, Engineer
+from core.ticket_call_service import TicketCallService
 from core.tickets import Role, Status, TransitionError, TransitionRequest
 from tests.support.e2e import db_url, one, plain, prompts, time_limit  # noqa: F401
 from tests.support.hotline_caller import CallerScript
@@ -87,7 +88,8 @@ def paid_ticket_on_site(sessions, settings) -> tuple[int, Actor]:
 def ask_and_wait(settings, sessions, prompts, line, ticket_id, amount_fen):  # noqa: F811 (prompts: the fixture's)
     """What the API's POST /consent-call does on a node that can dial; then wait for the call's record to close."""
     settings = replace(settings, followup=replace(settings.followup, line="followup"))
-    calls = ConsentCalls(ConsentCallServices(settings, prompts, sessions, CallLog(sessions), {"followup": line}.get))
+    calls = ConsentCalls(ConsentCallServices(settings, prompts, TicketCallService(sessions, settings), CallLog(sessions),
+                                             {"followup": line}.get))
     calls.place(ticket_id, amount_fen, "zhang")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

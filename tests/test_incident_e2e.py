@@ -155,6 +155,8 @@ def test_closing_with_a_call_back_rings_the_counted_resident_with_the_news(setti
     from callcenter.ivr.incident_callback import dial_outbound
     from callcenter.ivr.lines import Line, LineConfig
     from core.calls import CallLog
+    from core.followup_service import FollowUpCalls
+    from core.incident_service import IncidentCalls
     from core.incidents import Place
     from core.store import CallRecord
 
@@ -176,7 +178,8 @@ def test_closing_with_a_call_back_rings_the_counted_resident_with_the_news(setti
             caller_id = incidents.attach_call(session, incident, at=now, phone=contact, call_record_id=None,
                                               place=Place("3", "2", "1101"), words="", how="caller_id").id
             incidents.close(session, incident.id, CLERK, now, call_back=True)
-        services = FollowupServices(SurveyServices(settings, prompts, CallLog(sessions), None), sessions,
+        services = FollowupServices(SurveyServices(settings, prompts, CallLog(sessions), None),
+                                    FollowUpCalls(sessions, settings), IncidentCalls(sessions, settings),
                                     lambda name: line if name == "outbound" else None)
         dial_outbound(("incident", caller_id), services)
         assert phone.wait(30) == 0, phone.report()

@@ -1,5 +1,6 @@
 """The hotline's incident announcement and what counts as 「知道了」 (callcenter/ivr/flows/incident_notice.py)."""
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -7,7 +8,7 @@ import pytest
 
 from callcenter.ivr.flows.incident_notice import acknowledges, announcement
 from callcenter.ivr.prompts import Prompts
-from core.incident_store import Incident
+from core.incident_service import IncidentFacts
 from core.incidents import ACTIONS, KINDS, Place
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -35,13 +36,12 @@ def test_every_kind_and_action_can_be_spoken(prompts):
 
 
 def test_the_expected_end_is_said_without_today_but_with_another_day(prompts):
-    incident = Incident(kind="water", buildings=["3"], area="", action="repairing",
-                        expected_end=NOW.replace(hour=15))
+    incident = IncidentFacts(1, kind="water", action="repairing", expected_end=NOW.replace(hour=15))
     today = announcement(prompts, incident, Place("3"), NOW, SHANGHAI)
     assert prompts.when(NOW.replace(hour=15), NOW, say_today=False) in today
     assert prompts["pieces.today"] not in today
     assert today.startswith(prompts.address("3") + prompts["incident.now"] + prompts["incident.kind_water"])
-    incident.expected_end = NOW.replace(hour=15) + timedelta(days=1)
+    incident = replace(incident, expected_end=NOW.replace(hour=15) + timedelta(days=1))
     assert prompts["pieces.tomorrow"] in announcement(prompts, incident, Place("3"), NOW, SHANGHAI)
-    incident.expected_end = None
+    incident = replace(incident, expected_end=None)
     assert prompts["incident.expected_prefix"] not in announcement(prompts, incident, Place("3"), NOW, SHANGHAI)

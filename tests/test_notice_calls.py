@@ -9,6 +9,7 @@ from callcenter.ivr.notice_calls import NoticeServices, complaint_message, ring_
 from callcenter.ivr.prompts import Prompts
 from core import complaints
 from core.calls import CallLog
+from core.notice_service import NoticeCallService
 from core.store_watch import Complaint
 from tests.test_complaints import MANAGER_PHONE, at, unhappy
 
@@ -40,7 +41,7 @@ def test_a_complaint_nobody_acted_on_rings_the_managers_once(sessions, settings,
     ticket_id, _ = unhappy(sessions, settings, engineer)
     runner = StandInRunner()
     now = [at(24, 11, 3)]
-    services = NoticeServices(settings, sessions, PROMPTS, CallLog(sessions), lambda name: None, runner,
+    services = NoticeServices(settings, NoticeCallService(sessions, settings), PROMPTS, CallLog(sessions), lambda name: None, runner,
                               lambda: now[0])
     with sessions() as session:
         [complaint_id] = complaints.due_escalations(session, now[0], settings)

@@ -133,3 +133,22 @@ def test_no_merge_conflict_markers_are_left_behind():
             if line.startswith(markers):
                 left.append(f"{name}:{number}")
     assert not left, left
+
+
+def test_no_call_flow_imports_sqlalchemy():
+    """The telephone side reaches the database only through named methods of core's services
+    (``core/*_service.py``, ``core.intake.PhoneDrafts``), each a short transaction returning plain
+    facts: no call thread holds a session, and no ORM object outlives the one that loaded it."""
+    wrong = {}
+    for name, path in module_files().items():
+        if not name.startswith("callcenter.ivr"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            wrong.setdefault(name, []).extend(n for n in names if n.split(".")[0] == "sqlalchemy")
+    assert {name: found for name, found in wrong.items() if found} == {}

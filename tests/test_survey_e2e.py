@@ -40,6 +40,8 @@ from core.base import Actor
 from core.calls import CallLog
 from core.desk import NewTicket
 from core.followup import SurveyAnswers
+from core.followup_service import FollowUpCalls
+from core.incident_service import IncidentCalls
 from core.settings import DatabaseSettings, load_settings
 from core.store import CallRecord, Engineer, FollowUp, Ticket, TicketEvent, make_engine, make_session_factory
 from core.tickets import Role, Status, TransitionRequest
@@ -129,7 +131,8 @@ class FollowupCall:
     def _dial(self) -> None:
         try:
             if self.scheduled:
-                call_followup(self.followup_id, FollowupServices(self.services, self.sessions,
+                store = FollowUpCalls(self.sessions, self.settings)
+                call_followup(self.followup_id, FollowupServices(self.services, store, IncidentCalls(self.sessions, self.settings),
                                                                  {"followup": self.line}.get, self.metrics))
             else:
                 with self.sessions() as session:

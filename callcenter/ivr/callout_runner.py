@@ -31,8 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy.orm import sessionmaker
-
 from callcenter.ivr.bridge import Meetings
 from callcenter.ivr.flows.callout import CalledOff, EngineerCall, Job, load_job
 from callcenter.ivr.lines import Call, DialError, Line
@@ -64,14 +62,13 @@ class Ringer:
 class CalloutRunner:
     """The call-outs of this process: a supervisor thread and a thread per ringing call-out."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker, prompts: Prompts, meetings: Meetings,
-                 find_line: Callable[[str], Line | None],
+    def __init__(self, settings: Settings, store: CallOutService, calls: CallLog, prompts: Prompts,
+                 meetings: Meetings, find_line: Callable[[str], Line | None],
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  poll_seconds: float = POLL_SECONDS):
-        self.settings, self.sessions, self.prompts, self.meetings = settings, sessions, prompts, meetings
+        self.settings, self.prompts, self.meetings = settings, prompts, meetings
         self.find_line, self.clock, self.poll_seconds = find_line, clock, poll_seconds
-        self.calls = CallLog(sessions)
-        self.store = CallOutService(sessions, settings)
+        self.store, self.calls = store, calls  # the call-outs' storage, and every ring's call record
         self.metrics = NO_METRICS  # the app's, set by the wiring (callcenter/app.py)
         # Phones the caller who is no longer on the line with who is coming (who_is_coming.CallBack.start);
         # None: nobody is called back (no followup.line).

@@ -3,7 +3,7 @@
 The engineer (or the desk) asks for it from the ticket (``POST /api/tickets/{id}/consent-call``);
 ``ConsentCalls.place`` checks it can be made and hands it to a thread of its own; the call goes
 out on ``followup.line``, the same outbound line and dialling as the follow-up calls
-(``followup_dialler.survey_call``'s pattern: every attempt leaves a call record). Once answered:
+(``outbound.dial``, as every short outbound call: every attempt leaves a call record). Once answered:
 who calls and that the call is recorded (the hotline's greeting), then
 「本次维修为有偿服务，报价X元，同意请按1，不同意请按2」, by key or by word, asked twice at most. A 1 or
 2 is stored by ``core.consent.record`` (method ``phone``, the number that answered, the call
@@ -18,20 +18,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy.orm import sessionmaker
 
 from callcenter.asr.grammar import Choices
 from callcenter.asr.stream import Recognizer
 from callcenter.ivr.flows.call_record import FlowRecord
 from callcenter.ivr.flows.dialogue import Dialogue, Heard, HungUp
-from callcenter.ivr.lines import CallEnded, DialError, Line
+from callcenter.ivr.lines import CallEnded, Line
+from callcenter.ivr.outbound import dial
 from callcenter.ivr.prompts import Prompts
-from core import consent, desk, log_context
+from core import consent, log_context
 from core.calls import CallLog
-from core.consent import Method
 from core.settings import Settings
+from core.ticket_call_service import TicketCallService
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -51,7 +49,7 @@ ANSWER_KEYS = {"1": "agree", "2": "refuse"}
 class ConsentCallServices:
     settings: Settings
     prompts: Prompts
-    sessions: sessionmaker
+    tickets: TicketCallService
     calls: CallLog
     line: Callable[[str], Line | None]  # a configured line by name (Telephony.line)
     new_recognizer: Callable[[list[str] | None], Recognizer] | None = None
@@ -113,31 +111,21 @@ class ConsentCalls:
 def call_for_consent(ticket_id: int, amount_fen: int, asked_by: str, services: ConsentCallServices,
                      ring_seconds: float = RING_SECONDS) -> ConsentCallResult:
     """Dial the ticket's phone, ask, store the answer; the result says what happened."""
-    with services.sessions() as session:
-        ticket = desk.get_ticket(session, ticket_id)
-        phone = ticket.phone
-        log_context.note(ticket=ticket.number)
+    ticket = services.tickets.contact(ticket_id)
+    phone = ticket.phone
+    log_context.note(ticket=ticket.number)
     line = services.line(services.settings.followup.line)
     if line is None or not phone:
         log.error("consent call for ticket %s: no line %r or no phone", ticket_id, services.settings.followup.line)
         return ConsentCallResult(None, None, "failed")
     log.info("consent call for ticket %s to %s for %s fen, asked by %s", ticket_id, phone, amount_fen, asked_by)
-    record: dict[str, Any] = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
-                  at=services.clock(), ticket_id=ticket_id)
-    try:
-        call = line.dial(phone, timeout=ring_seconds)
-    except Exception as error:
-        outcome = error.outcome if isinstance(error, DialError) else "failed"
-        log.info("consent call to %s: %s (%s)", phone, outcome, error)
-        record_id = services.calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=services.clock())
-        return ConsentCallResult(record_id, None, outcome)
-    log_context.note(call_id=call.call_id, line=line.name)
-    record_id = services.calls.open(sip_call_id=call.call_id, **record)
-    services.calls.update(record_id, answered_at=services.clock())
-    answer, outcome = ask_for_consent(call, services, amount_fen, record_id)
-    result = ConsentCallResult(record_id, answer, outcome)
+    dialled = dial(line, phone, services.calls, services.clock, ring_seconds, ticket_id, "consent call")
+    if dialled.call is None:
+        return ConsentCallResult(dialled.record_id, None, dialled.outcome or "failed")
+    answer, outcome = ask_for_consent(dialled.call, services, amount_fen, dialled.record_id)
+    result = ConsentCallResult(dialled.record_id, answer, outcome)
     if answer is not None:
-        result.consent_id = store_answer(services, ticket_id, amount_fen, answer == "agree", phone, record_id)
+        result.consent_id = store_answer(services, ticket_id, amount_fen, answer == "agree", phone, dialled.record_id)
     return result
 
 
@@ -172,12 +160,9 @@ def ask_for_consent(call, services: ConsentCallServices, amount_fen: int, record
 def store_answer(services: ConsentCallServices, ticket_id: int, amount_fen: int, agreed: bool, phone: str,
                  record_id: int) -> int | None:
     try:
-        with services.sessions() as session, session.begin():
-            ticket = desk.get_ticket(session, ticket_id)
-            stored = consent.record(session, ticket, agreed=agreed, amount_fen=amount_fen, method=Method.PHONE,
-                                    consented_by=phone, recorded_by=RECORDED_BY, now=services.clock(),
-                                    call_record_id=record_id)
-            return stored.id
+        return services.tickets.record_consent(ticket_id, agreed=agreed, amount_fen=amount_fen, phone=phone,
+                                               recorded_by=RECORDED_BY, call_record_id=record_id,
+                                               now=services.clock())
     except consent.ConsentError as error:  # closed or made free meanwhile: the call's record keeps the answer
         log.warning("ticket %s: consent answer not stored: %s (call record %s)", ticket_id, error, record_id)
         return None

@@ -11,17 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy.orm import sessionmaker
 
 from callcenter.ivr.flows.survey import RepairFacts, SurveyServices, run_survey
-from callcenter.ivr.lines import DialError, Line
+from callcenter.ivr.lines import Line
+from callcenter.ivr.outbound import dial
 from callcenter.metrics import NO_METRICS, Metrics
 from core import followup, log_context
 from core.followup import SurveyAnswers
 from core.followup_service import ClaimedFollowUp, FollowUpCalls
-from core.outcomes import CallOutcome, dial_failure
+from core.incident_service import IncidentCalls
+from core.outcomes import CallOutcome
 from core.store import Ticket
 
 log = logging.getLogger("callcenter.ivr")
@@ -32,7 +31,8 @@ RING_SECONDS = 30  # a resident who has not answered by then is not going to
 @dataclass
 class FollowupServices:
     survey: SurveyServices
-    sessions: sessionmaker
+    followups: FollowUpCalls
+    incidents: IncidentCalls  # the incident call-backs that share the pool (incident_callback.py)
     line: Callable[[str], Line | None]  # a configured line by name (Telephony.line)
     metrics: Metrics = NO_METRICS
 
@@ -47,7 +47,7 @@ class SurveyCallResult:
 @log_context.scoped
 def call_followup(followup_id: int, services: FollowupServices) -> None:
     settings, clock = services.survey.settings, services.survey.clock
-    store = FollowUpCalls(services.sessions, settings)
+    store = services.followups
     claimed = store.claim(followup_id, clock())  # committed before dialling: the call is ours
     if claimed is None:
         log.info("follow-up %s: not ours to call (taken, done or no longer needed)", followup_id)
@@ -71,21 +71,10 @@ def call_followup(followup_id: int, services: FollowupServices) -> None:
 def survey_call(line: Line, phone: str, ticket_id: int, repair: RepairFacts, services: SurveyServices,
                 ring_seconds: float = RING_SECONDS) -> SurveyCallResult:
     """Dial ``phone`` and, once answered, run the survey; every attempt leaves a call record."""
-    started = services.clock()
-    record: dict[str, Any] = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
-                  at=started, ticket_id=ticket_id)
-    try:
-        call = line.dial(phone, timeout=ring_seconds)
-    except Exception as error:  # whatever went wrong: an attempt that did not reach the resident
-        # busy, no_answer or failed, as core.followup.record_no_contact takes them
-        outcome = dial_failure(error.outcome) if isinstance(error, DialError) else CallOutcome.FAILED
-        log.info("follow-up call to %s: %s (%s)", phone, outcome, error)
-        record_id = services.calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=services.clock())
-        return SurveyCallResult(record_id, None, outcome)
-    log_context.note(call_id=call.call_id, line=line.name)
-    record_id = services.calls.open(sip_call_id=call.call_id, **record)
-    services.calls.update(record_id, answered_at=services.clock())
-    return SurveyCallResult(record_id, run_survey(call, services, repair, record_id))
+    dialled = dial(line, phone, services.calls, services.clock, ring_seconds, ticket_id, "follow-up call")
+    if dialled.call is None:  # busy, no_answer or failed, as core.followup.record_no_contact takes them
+        return SurveyCallResult(dialled.record_id, None, dialled.outcome)
+    return SurveyCallResult(dialled.record_id, run_survey(dialled.call, services, repair, dialled.record_id))
 
 
 def repair_facts(ticket: Ticket | ClaimedFollowUp) -> RepairFacts:

@@ -10,7 +10,6 @@ claims each call-back before it is dialled, so no number is rung twice, whatever
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from callcenter.ivr.flows.dialogue import Dialogue, HungUp
 from callcenter.ivr.followup_dialler import (
@@ -18,8 +17,9 @@ from callcenter.ivr.followup_dialler import (
     FollowupServices,
     call_followup,
 )
-from callcenter.ivr.lines import CallEnded, DialError
-from core import incidents, log_context
+from callcenter.ivr.lines import CallEnded
+from callcenter.ivr.outbound import dial
+from core import log_context
 
 log = logging.getLogger("callcenter.ivr")
 INCIDENT = "incident"  # the pool's item for an incident call-back: ("incident", incident caller id)
@@ -36,41 +36,29 @@ def dial_outbound(item, services: FollowupServices) -> None:
 @log_context.scoped
 def call_back(caller_id: int, services: FollowupServices) -> None:
     settings, clock, calls = services.survey.settings, services.survey.clock, services.survey.calls
-    with services.sessions() as session, session.begin():
-        caller = incidents.claim_call_back(session, caller_id)
-        if caller is None:
-            log.info("incident call-back %d: not ours to call (taken or done)", caller_id)
-            return
-        phone, incident = caller.phone, caller.incident
-        kind, building, area = incident.kind, caller.building, incident.area
-    prompts = services.survey.prompts
-    spoken = (prompts["incident.call_back_intro"] + prompts.address(building, "", "", "" if building else area)
-              + prompts[f"incident.restored_{kind}"] + prompts["incident.call_back_end"])
+    claimed = services.incidents.claim_call_back(caller_id)  # committed before dialling: the call is ours
+    if claimed is None:
+        log.info("incident call-back %d: not ours to call (taken or done)", caller_id)
+        return
+    phone, prompts = claimed.phone, services.survey.prompts
+    spoken = (prompts["incident.call_back_intro"]
+              + prompts.address(claimed.building, "", "", "" if claimed.building else claimed.area)
+              + prompts[f"incident.restored_{claimed.kind}"] + prompts["incident.call_back_end"])
     line = services.line(settings.followup.line)
     outcome, record_id = "failed", None
     if line is None:
         log.error("incident call-back %d: no line named %r (followup.line)", caller_id, settings.followup.line)
     else:
-        record: dict[str, Any] = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
-                      at=clock())
-        try:
-            call = line.dial(phone, timeout=RING_SECONDS)
-        except Exception as error:
-            outcome = error.outcome if isinstance(error, DialError) else "failed"
-            record_id = calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=clock())
-        else:
-            log_context.note(call_id=call.call_id, line=line.name)
-            record_id = calls.open(sip_call_id=call.call_id, **record)
-            calls.update(record_id, answered_at=clock())
+        dialled = dial(line, phone, calls, clock, RING_SECONDS, what=f"incident call-back {caller_id}")
+        record_id, outcome = dialled.record_id, dialled.outcome or "called"
+        if dialled.call is not None:
             try:
-                Dialogue(call, None).say(spoken)
-                outcome = "called"
+                Dialogue(dialled.call, None).say(spoken)
             except (HungUp, CallEnded):
-                outcome = "called"  # answered and hung up while it was said: told as far as they listened
+                pass  # answered and hung up while it was said: told as far as they listened
             finally:
-                call.hangup()
+                dialled.call.hangup()
                 calls.close(record_id, "completed", clock())
     state = {"busy": "no_answer", "no_answer": "no_answer", "called": "called"}.get(outcome, "failed")
-    with services.sessions() as session, session.begin():
-        incidents.record_call_back(session, caller_id, state, record_id)
+    services.incidents.record_call_back(caller_id, state, record_id)
     log.info("incident call-back %d to %s: %s", caller_id, phone, state)

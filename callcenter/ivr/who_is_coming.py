@@ -26,17 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from callcenter.ivr.lines import CallEnded, DialError, Line
+from callcenter.ivr.lines import CallEnded, Line
 from callcenter.ivr.media import PlayOutcome
+from callcenter.ivr.outbound import dial
 from callcenter.ivr.prompts import SAMPLE_RATE, Prompts
-from core import desk, log_context
+from core import log_context
 from core.calls import CallLog
 from core.settings import Settings
-from core.tickets import expected_arrival_minutes
+from core.ticket_call_service import Coming, TicketCallService
 
 log = logging.getLogger("callcenter.ivr")
 
@@ -122,15 +120,11 @@ def who_is_coming(prompts: Prompts, name_pcm: bytes, minutes: int) -> bytes:
 # --- telling the caller ----------------------------------------------------------------------------
 
 
-def sentence_for(session: Session, ticket_id: int, prompts: Prompts, settings: Settings,
-                 now: datetime) -> tuple[bytes, dict]:
-    """The sentence for this ticket as it stands (its engineer, its arrival limit), and what it says."""
-    ticket = desk.get_ticket(session, ticket_id)
-    name = ticket.engineer.name if ticket.engineer is not None else None
-    spoken = name_audio(settings.data_dir, name)
-    minutes = expected_arrival_minutes(ticket, settings.sla, now)
-    said = {"engineer": name, "name_spoken": bool(spoken), "minutes": minutes}
-    return who_is_coming(prompts, spoken, minutes), said
+def sentence_for(coming: Coming, prompts: Prompts, settings: Settings) -> tuple[bytes, dict]:
+    """The sentence for a ticket as it stands (its engineer, its arrival limit), and what it says."""
+    spoken = name_audio(settings.data_dir, coming.engineer)
+    said = {"engineer": coming.engineer, "name_spoken": bool(spoken), "minutes": coming.minutes}
+    return who_is_coming(prompts, spoken, coming.minutes), said
 
 
 @dataclass
@@ -140,7 +134,7 @@ class CallBack:
     keeps what was said. Runs on a thread of its own (``start``)."""
 
     settings: Settings
-    sessions: sessionmaker
+    tickets: TicketCallService
     prompts: Prompts
     calls: CallLog
     find_line: Callable[[str], Line | None]
@@ -154,8 +148,7 @@ class CallBack:
     def tell(self, ticket_id: int) -> str:
         """Dial, say it, hang up; the call's outcome (no line or no phone: "failed")."""
         try:
-            with self.sessions() as session:
-                phone = desk.get_ticket(session, ticket_id).phone
+            phone = self.tickets.contact(ticket_id).phone
             line = self.find_line(self.settings.followup.line) if self.settings.followup.line else None
             if line is None or not phone:
                 log.info("ticket %s: nobody called back with who is coming (no followup.line here, or no phone)",
@@ -167,23 +160,15 @@ class CallBack:
             return "failed"
 
     def _call(self, line: Line, phone: str, ticket_id: int) -> str:
-        record: dict[str, Any] = dict(direction="outbound", line=line.name, caller=line.config.user or line.name, called=phone,
-                      at=self.clock(), ticket_id=ticket_id)
-        try:
-            call = line.dial(phone, timeout=self.ring_seconds)
-        except Exception as error:
-            outcome = error.outcome if isinstance(error, DialError) else "failed"
-            self.calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=self.clock())
-            return outcome
-        log_context.note(call_id=call.call_id, line=line.name)
-        record_id = self.calls.open(sip_call_id=call.call_id, **record)
-        self.calls.update(record_id, answered_at=self.clock())
+        dialled = dial(line, phone, self.calls, self.clock, self.ring_seconds, ticket_id, "who-is-coming call")
+        call, record_id = dialled.call, dialled.record_id
+        if call is None:
+            return dialled.outcome or "failed"
         said: dict = {}
         outcome = "error"
         try:
-            with self.sessions() as session:
-                sentence, said = sentence_for(session, ticket_id, self.prompts, self.settings,
-                                              self.clock().astimezone(self.settings.tz))
+            coming = self.tickets.coming(ticket_id, self.clock().astimezone(self.settings.tz))
+            sentence, said = sentence_for(coming, self.prompts, self.settings)
             if call.play(self.prompts["hotline.greeting"] + sentence) == PlayOutcome.HUNG_UP:
                 raise CallEnded("hung up")
             outcome = "completed"

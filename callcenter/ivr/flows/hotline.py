@@ -376,9 +376,8 @@ class HotlineCall:
 
     def who_is_coming(self) -> bytes:
         """「维修人员张师傅已接单，预计二十分钟内到达」 for this ticket as it stands (kept for the transcript)."""
-        with self.services.drafts.sessions() as session:
-            sentence, self.told_who_is_coming = sentence_for(session, self.saved_ticket_id, self.prompts,
-                                                             self.services.settings, self.local_now())
+        coming = self.services.drafts.tickets.coming(self.saved_ticket_id, self.local_now())
+        sentence, self.told_who_is_coming = sentence_for(coming, self.prompts, self.services.settings)
         return sentence
 
     def callout_state(self) -> CallOutState | None:

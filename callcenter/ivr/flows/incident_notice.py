@@ -23,7 +23,7 @@ from typing import NoReturn
 from callcenter.ivr.flows.dialogue import Heard, HungUp
 from callcenter.ivr.prompts import Prompts
 from core import incidents
-from core.incident_store import Incident
+from core.incident_service import IncidentCalls, IncidentFacts
 from core.incidents import Place
 
 log = logging.getLogger("callcenter.ivr")
@@ -39,7 +39,7 @@ class JoinedIncident(Exception):
     """The caller was counted on an incident: the call ends with no ticket."""
 
 
-def announcement(prompts: Prompts, incident: Incident, place: Place, now: datetime, tz) -> bytes:
+def announcement(prompts: Prompts, incident: IncidentFacts, place: Place, now: datetime, tz) -> bytes:
     """「三号楼目前停水，正在抢修，预计下午三点恢复。」 from recorded pieces (numbers said in Chinese)."""
     where = prompts.address(place.building, "", "", "" if place.building else place.area)
     spoken = where + prompts.say("incident.now", f"incident.kind_{incident.kind}") + PAUSE
@@ -67,11 +67,11 @@ class IncidentNotice:
         self.announced: int | None = None  # the incident the caller has heard about
         self.went_on = False  # heard it and chose to go on (1, or another problem): not asked again
         self.decided = False  # join_if_same has looked at a known place and kind: the draft may be written
-        with self.sessions() as session:
-            self.open_kinds = {incident.kind for incident in incidents.open_incidents(session)}
+        self.open_kinds = self.store.open_kinds()
 
-    def sessions(self):
-        return self.hotline.services.drafts.sessions()
+    @property
+    def store(self) -> IncidentCalls:
+        return self.hotline.services.drafts.incidents
 
     @property
     def joined(self) -> bool:
@@ -85,12 +85,11 @@ class IncidentNotice:
         if not self.open_kinds or not place.known:
             return None
         h = self.hotline
-        with self.sessions() as session:
-            incident = incidents.open_for_place(session, place)
-            if incident is None:
-                return None
-            spoken = announcement(h.prompts, incident, place, h.local_now(), h.services.settings.tz)
-            incident_id, kind = incident.id, incident.kind
+        incident = self.store.open_for_place(place)
+        if incident is None:
+            return None
+        spoken = announcement(h.prompts, incident, place, h.local_now(), h.services.settings.tz)
+        incident_id, kind = incident.id, incident.kind
         self.announced = incident_id
         d = h.dialogue
         log.info("call %s: incident %d announced (caller ID)", h.call.call_id, incident_id)
@@ -143,13 +142,11 @@ class IncidentNotice:
         self.decided = final or bool(f.description)
         if kind is None or not place.known:
             return
-        with self.sessions() as session:
-            incident = incidents.incident_for(session, place, kind, h.services.clock(), h.services.settings)
-            if incident is None:
-                return
-            spoken = announcement(h.prompts, incident, place, h.local_now(), h.services.settings.tz)
-            incident_id = incident.id
-            session.commit()  # an incident formed just now from the first ticket
+        incident = self.store.incident_for(place, kind, h.services.clock())  # may form one just now
+        if incident is None:
+            return
+        spoken = announcement(h.prompts, incident, place, h.local_now(), h.services.settings.tz)
+        incident_id = incident.id
         self.join(incident_id, place, f.description, how)
         log.info("call %s: same %s as incident %d: counted, no ticket", h.call.call_id, kind, incident_id)
         h.dialogue.say(spoken)
@@ -159,11 +156,8 @@ class IncidentNotice:
 
     def join(self, incident_id: int, place: Place, words: str, how: str) -> None:
         h = self.hotline
-        with self.sessions() as session, session.begin():
-            incident = incidents.get(session, incident_id)
-            caller = incidents.attach_call(session, incident, at=h.services.clock(), phone=h.facts.phone,
-                                           call_record_id=h.record.record_id, place=place, words=words, how=how)
-            self.caller_id = caller.id
+        self.caller_id = self.store.attach_call(incident_id, at=h.services.clock(), phone=h.facts.phone,
+                                                call_record_id=h.record.record_id, place=place, words=words, how=how)
 
     def goodbye(self) -> NoReturn:
         self.hotline.dialogue.say_goodbye(self.hotline.prompts["incident.counted"])
