@@ -123,6 +123,7 @@ def build_voice(settings: Settings, sessions, new_recognizer: Callable[[list[str
     # The one count of this node's recogniser streams, for the hotline's and the follow-ups' calls.
     streams = StreamSlots(max_streams_for(settings.asr.max_streams)) if new_recognizer is not None else None
     new_recognizer = metrics.counted_recognizers(new_recognizer)
+    metrics.state.stream_slots = streams
     drafts = PhoneDrafts(sessions, settings)
     hotline = HotlineServices(settings=settings, prompts=prompts, drafts=drafts,
                               calls=calls, new_recognizer=new_recognizer, meetings=meetings, clock=clock,

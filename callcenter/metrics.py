@@ -35,6 +35,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from callcenter.asr.capacity import StreamSlots
 from callcenter.asr.stream import Recognizer
 from core.calls import CallLog
 from core.ticket_counts import OpenCount
@@ -98,6 +99,7 @@ class StateCollector(Collector):
         self.lines: Callable[[], Iterable[Any]] = lambda: ()  # callcenter.ivr.lines.Line
         self.asr_model_loaded: Callable[[], bool] = lambda: False
         self.scheduler_owner: Callable[[], bool] = lambda: False
+        self.stream_slots: StreamSlots | None = None  # asr.max_streams and how full (no speech model: none)
         self.open_tickets: Callable[[datetime], dict[str, OpenCount]] | None = None
 
     def collect(self):
@@ -119,8 +121,23 @@ class StateCollector(Collector):
                                 value=1 if self.asr_model_loaded() else 0)
         yield GaugeMetricFamily("callcenter_scheduler_owner", "1 if this node runs the scheduled jobs (holds the lease)",
                                 value=1 if self.scheduler_owner() else 0)
+        if self.stream_slots is not None:
+            yield from self._slots(self.stream_slots)
         if self.open_tickets is not None:
             yield from self._tickets()
+
+    @staticmethod
+    def _slots(slots: StreamSlots):
+        """How full the node's recognisers are (asr/capacity.py): a node that keeps refusing wants more nodes."""
+        yield GaugeMetricFamily("callcenter_asr_slots", "Recogniser streams this node may run at once (asr.max_streams)",
+                                value=slots.max_streams)
+        yield GaugeMetricFamily("callcenter_asr_slots_in_use", "Recogniser streams held by calls, or kept for calls being set up",
+                                value=slots.in_use)
+        yield CounterMetricFamily("callcenter_asr_full_refused", "INVITEs refused (503) because every recogniser stream was taken",
+                                  value=slots.refused)
+        yield CounterMetricFamily("callcenter_asr_full_without_speech",
+                                  "Calls answered on keys and a recording because every recogniser stream was taken",
+                                  value=slots.without_speech)
 
     def _tickets(self):
         try:

@@ -143,3 +143,18 @@ def test_recognisers_are_counted_from_their_making_to_their_release():
     second.release()
     assert active() == 0
     assert metrics.counted_recognizers(None) is None  # no speech model: nothing to count
+
+
+def test_how_full_the_recognisers_are_is_scraped_from_the_nodes_one_count():
+    from callcenter.asr.capacity import StreamSlots
+
+    metrics = Metrics(process=False)
+    value = metrics.registry.get_sample_value
+    assert value("callcenter_asr_slots") is None  # no speech model: no recognisers to count
+    slots = metrics.state.stream_slots = StreamSlots(2)
+    assert slots.reserve("call-1") and slots.reserve("call-2") and not slots.reserve("call-3")
+    slots.note_refused()
+    slots.note_without_speech("call-4")
+    assert (value("callcenter_asr_slots"), value("callcenter_asr_slots_in_use")) == (2, 2)
+    assert value("callcenter_asr_full_refused_total") == 1
+    assert value("callcenter_asr_full_without_speech_total") == 1
