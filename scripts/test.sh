@@ -8,9 +8,11 @@ install_debian_packages postgresql chromium chromium-driver fonts-wqy-microhei e
 ensure_venv
 install_project ".[test]"
 export CALLCENTER_REQUIRE_POSTGRES=1 CALLCENTER_REQUIRE_BROWSER=1 CALLCENTER_REQUIRE_SIP=1
-# Most tests wait on real-time audio and peers, so three workers share the two cores (one file per
-# worker, so a file's fixtures stay together). The tests marked `serial` measure time or failover and
-# run afterwards with the machine to themselves. Exit code 5 is "nothing selected" (a file given as an
+# Most tests wait on real-time audio and peers (the cores are two-thirds idle with three workers),
+# so four workers share the two cores, one file per worker so that a file's fixtures stay together,
+# in collection order (tests/conftest.py puts the longest files first; xdist would otherwise start
+# the files with the most tests first, and the six-minute call last). The tests marked `serial`
+# measure time or failover and run afterwards with the machine to themselves. Exit code 5 is "nothing selected" (a file given as an
 # argument may have no test of one kind).
 run_pytest() {
   local status=0
@@ -20,5 +22,5 @@ run_pytest() {
 # Lint, import order and types first (configured in pyproject.toml): CI enforces them.
 .venv/bin/ruff check .
 .venv/bin/mypy
-run_pytest -n 3 --dist loadfile -m "not serial" "$@"
+run_pytest -n 4 --dist loadfile --no-loadscope-reorder -m "not serial" "$@"
 run_pytest -m serial "$@"

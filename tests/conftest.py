@@ -22,9 +22,10 @@ from tests.support.postgres import PostgresServer, free_port
 REQUIRE_POSTGRES = os.environ.get("CALLCENTER_REQUIRE_POSTGRES") == "1"
 _database_names = itertools.count()
 
-# The modules that take longest (real-time calls), longest first. xdist's ``--dist loadfile`` hands
-# modules out in collection order, so these start at once and overlap everything else; in
-# alphabetical order the six-minute call began halfway through and ran alone for minutes at the end.
+# The modules that take longest (real-time calls), longest first. With ``--dist loadfile
+# --no-loadscope-reorder`` (scripts/test.sh) xdist hands modules out in collection order, so these
+# start at once and overlap everything else; by default it starts the modules with the most tests
+# first, and the six-minute call began halfway through and ran alone for minutes at the end.
 LONGEST_FIRST = ("test_hotline_e2e", "test_incident_e2e", "test_callback_e2e", "test_security_callerid",
                  "test_python_versions", "test_callout_e2e", "test_browser", "test_survey_e2e",
                  "test_capacity_e2e", "test_softphone", "test_consent_call_e2e")

@@ -318,10 +318,14 @@ def test_recording_keeps_the_caller_who_hangs_up_mid_sentence(make_line, sipp, t
     seconds = len(audio) / 16000
     assert 1.7 <= seconds <= 2.3, f"recorded {seconds:.2f} s of a caller who spoke 2 s"
     # Bit for bit from where the recording started (packets that arrived before ``start_recording``
-    # are not in it: a loaded machine may take a few of them between answer and recording).
+    # are not in it: a loaded machine may take a few of them between answer and recording), but for
+    # the odd packet lost on a loaded machine, which the recorder fills with 20 ms of silence.
     sent = PCMU.decode(PCMU.encode(speech))
     start = sent.find(audio[:3200])
-    assert start % 2 == 0 and 0 <= start <= 0.3 * 16000 and audio == sent[start:start + len(audio)], start
+    assert start % 2 == 0 and 0 <= start <= 0.3 * 16000, start
+    frames = [(audio[at:at + 320], sent[start + at:start + at + 320]) for at in range(0, len(audio), 320)]
+    lost = [n for n, (kept, said) in enumerate(frames) if kept != said]
+    assert all(frames[n][0] == bytes(len(frames[n][0])) for n in lost) and len(lost) <= 3, lost
 
 
 def test_sockets_bind_only_the_configured_address(make_line, sipp, tmp_path):
