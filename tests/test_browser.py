@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from datetime import UTC
 from pathlib import Path
 
@@ -142,6 +143,18 @@ def css(driver, selector):
     from selenium.webdriver.common.by import By
 
     return driver.find_element(By.CSS_SELECTOR, selector)
+
+
+def text_of(driver, selector):
+    """The element's text, read again when a live update re-rendered it between finding and reading."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(int(WAIT / 0.1)):
+        try:
+            return css(driver, selector).text
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    return css(driver, selector).text
 
 
 def css_all(driver, selector):
@@ -279,16 +292,16 @@ def test_a_new_ticket_appears_on_another_desk_without_reload(live_server, browse
     result = wait(browser_a, shown("#nt-number"))
     number = result.text
     assert re.fullmatch(r"\d{11}", number), number
-    assert css(browser_a, "#nt-result").text == f"已受理，单号 {number}"
+    assert text_of(browser_a, "#nt-result") == f"已受理，单号 {number}"
 
-    wait(browser_b, lambda d: number in css(d, "#queue tbody").text,
+    wait(browser_b, lambda d: number in text_of(d, "#queue tbody"),
          message="the new ticket did not appear on the other desk")
     assert browser_b.execute_script("return window.__marker") == 1, "B's page reloaded"
     row = css(browser_b, "#queue tbody tr[data-id]")
     assert "emergency" in row.get_attribute("class")
     assert "紧急" in row.text and "5号楼1单元602" in row.text and "受理" in row.text
     # A's own queue shows it too (its form stays open for the next call).
-    wait(browser_a, lambda d: number in css(d, "#queue tbody").text)
+    wait(browser_a, lambda d: number in text_of(d, "#queue tbody"))
 
 
 def test_a_ticket_through_its_whole_life_and_a_cancelled_one(live_server, browser_a):
@@ -297,22 +310,22 @@ def test_a_ticket_through_its_whole_life_and_a_cancelled_one(live_server, browse
     login(browser_a, live_server, "qiantai")
     ticket = new_ticket(browser_a)
     open_ticket(browser_a, live_server, ticket["id"])
-    assert css(browser_a, "#ticket-status .badge").text == "受理"
-    assert css(browser_a, "#ticket-title").text == f"维修单 {ticket['number']}"
+    assert text_of(browser_a, "#ticket-status .badge") == "受理"
+    assert text_of(browser_a, "#ticket-title") == f"维修单 {ticket['number']}"
 
     do_action(browser_a, "派单", {"engineer_id": "张师傅"}, "派单")
-    assert "张师傅" in css(browser_a, "#dispatch-view").text
+    assert "张师傅" in text_of(browser_a, "#dispatch-view")
     do_action(browser_a, "接单", {}, "接单")
     do_action(browser_a, "到场", {}, "到场")
     do_action(browser_a, "完成", {"actual_item": "更换下水管及密封圈", "material_fee": "12.5", "labour_fee": "30",
                                 "material_check": "未提供", "customer_confirmed": True}, "完成")
-    result = css(browser_a, "#result-view").text
+    result = text_of(browser_a, "#result-view")
     assert "更换下水管及密封圈" in result and "¥42.50" in result
     do_action(browser_a, "回访", {"rating": "满意"}, "回访")
     do_action(browser_a, "归档", {}, "归档")
-    assert css(browser_a, "#actions").text == "当前没有可执行的操作"
+    assert text_of(browser_a, "#actions") == "当前没有可执行的操作"
 
-    history = css(browser_a, "#timeline").text
+    history = text_of(browser_a, "#timeline")
     for step in ("新建维修单 → 受理", "受理 → 派单", "维修人员：张师傅", "派单 → 接单", "接单 → 到场", "到场 → 完成",
                  "实际维修项目：更换下水管及密封圈", "回访电话", "已安排回访电话", "完成 → 回访", "回访结果：满意",
                  "回访 → 归档"):
@@ -327,14 +340,14 @@ def test_a_ticket_through_its_whole_life_and_a_cancelled_one(live_server, browse
     room.clear()
     room.send_keys("1202")
     css(browser_a, "#edit-form button[type=submit]").click()
-    wait(browser_a, lambda d: "房号：1102 → 1202" in css(d, "#timeline").text)
-    assert "3号楼2单元1202" in css(browser_a, "#report-view").text
+    wait(browser_a, lambda d: "房号：1102 → 1202" in text_of(d, "#timeline"))
+    assert "3号楼2单元1202" in text_of(browser_a, "#report-view")
     css(browser_a, "#note-text").send_keys("业主说灯泡已换过")
     css(browser_a, "#note-submit").click()
-    wait(browser_a, lambda d: "业主说灯泡已换过" in css(d, "#timeline").text)
+    wait(browser_a, lambda d: "业主说灯泡已换过" in text_of(d, "#timeline"))
     do_action(browser_a, "撤单", {"reason": "业主已自行修复", "note": "电话确认"}, "撤单")
-    assert "撤单原因：业主已自行修复" in css(browser_a, "#timeline").text
-    assert "业主已自行修复" in css(browser_a, "#followup-view").text
+    assert "撤单原因：业主已自行修复" in text_of(browser_a, "#timeline")
+    assert "业主已自行修复" in text_of(browser_a, "#followup-view")
 
 
 def test_incomplete_input_shows_the_chinese_message(live_server, browser_a):
@@ -356,7 +369,7 @@ def test_incomplete_input_shows_the_chinese_message(live_server, browser_a):
     css(browser_a, "#new-ticket-panel summary").click()
     css(browser_a, "#nt-submit").click()
     wait(browser_a, text_is("#nt-description-error", "请填写报修内容"))
-    assert css(browser_a, "#nt-room-error").text == "请填写房号，或公共区域位置"
+    assert text_of(browser_a, "#nt-room-error") == "请填写房号，或公共区域位置"
     assert css(browser_a, "#nt-room").get_attribute("aria-invalid") == "true"
     screenshot(browser_a, "desk-errors")
 
@@ -370,7 +383,7 @@ def test_incomplete_input_shows_the_chinese_message(live_server, browser_a):
     error = wait(browser_a, shown("#action-form-area .form-error"))
     wait(browser_a, lambda d: error.text == "完成维修需要填写实际维修项目")
     assert error.value_of_css_property("color") == "rgba(198, 40, 40, 1)"
-    assert css(browser_a, "#ticket-status .badge").text == "到场"
+    assert text_of(browser_a, "#ticket-status .badge") == "到场"
     screenshot(browser_a, "ticket-complete-refused")
     # 改派 needs another engineer: a 派单 without one is refused in Chinese too.
     other = new_ticket(browser_a)
@@ -398,7 +411,7 @@ def test_the_engineer_sees_only_own_tickets_on_a_phone(live_server, browser_a, b
     login(browser_b, live_server, "zhang", page="/engineer")
     card = wait(browser_b, shown(f".card[data-id='{mine['id']}']"))
     assert len(css_all(browser_b, ".card")) == 1, "the engineer sees another engineer's ticket"
-    assert theirs["number"] not in css(browser_b, "#cards").text
+    assert theirs["number"] not in text_of(browser_b, "#cards")
     assert "热水器不出热水" in card.text and "3号楼2单元1101" in card.text
     assert css(browser_b, ".card a.tel").get_attribute("href") == "tel:13800138000"
     assert browser_b.execute_script("return document.documentElement.scrollWidth") <= 375
@@ -411,7 +424,7 @@ def test_the_engineer_sees_only_own_tickets_on_a_phone(live_server, browser_a, b
     wait(browser_b, text_is(f".card[data-id='{mine['id']}'] .card-head .badge:last-child", "接单"))
     wait(browser_b, text_is(f".card[data-id='{mine['id']}'] button[data-to='on_site']", "到场"))  # (re-rendered live)
     wait(browser_a, text_is("#ticket-status .badge", "接单"), message="the ticket page did not update live")
-    assert "派单 → 接单" in css(browser_a, "#timeline").text
+    assert "派单 → 接单" in text_of(browser_a, "#timeline")
     assert browser_a.execute_script("return window.__marker") == 1
     browser_a.get(live_server.url + "/desk")
 
@@ -458,8 +471,8 @@ def test_screenshots_of_every_page(live_server, browser_a, browser_b):
 
     browser_a.get(live_server.url + "/manager")
     wait(browser_a, lambda d: len(css_all(d, "#user-table tbody tr")) == 2)
-    wait(browser_a, lambda d: "更换水龙头" in css(d, "#fee-table").text)
-    assert css(browser_a, "#kpis").text.count("%") >= 1
+    wait(browser_a, lambda d: "更换水龙头" in text_of(d, "#fee-table"))
+    assert text_of(browser_a, "#kpis").count("%") >= 1
     screenshot(browser_a, "manager")
 
     # The speech model is optional: when /api/health says it is missing, the desk says so in yellow.
@@ -475,7 +488,7 @@ def test_screenshots_of_every_page(live_server, browser_a, browser_b):
     assert banner.text == "语音识别：未安装中文语音模型，电话报修只录音，请人工听写"
     browser_a.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", fake)
     wait(browser_a, lambda d: len(css_all(d, "#queue tbody tr[data-id]")) == 3)
-    assert "超时" in css(browser_a, f"#queue tr[data-id='{late['id']}']").text
+    assert "超时" in text_of(browser_a, f"#queue tr[data-id='{late['id']}']")
     css(browser_a, "#new-ticket-panel summary").click()
     screenshot(browser_a, "desk")
 
@@ -483,9 +496,9 @@ def test_screenshots_of_every_page(live_server, browser_a, browser_b):
     screenshot(browser_a, "ticket")
 
     browser_a.get(f"{live_server.url}/tickets/{done['id']}/print")
-    wait(browser_a, lambda d: css(d, "#p-number").text == done["number"])
-    assert "第四联 前台" in css(browser_a, "#sheet").text
-    assert "¥55.00" in css(browser_a, "#sheet").text
+    wait(browser_a, lambda d: text_of(d, "#p-number") == done["number"])
+    assert "第四联 前台" in text_of(browser_a, "#sheet")
+    assert "¥55.00" in text_of(browser_a, "#sheet")
     screenshot(browser_a, "print")
     pdf = browser_a.execute_cdp_cmd("Page.printToPDF", {"preferCSSPageSize": True, "printBackground": True})
     (SCREENS / "print.pdf").write_bytes(base64.b64decode(pdf["data"]))
@@ -524,12 +537,12 @@ def test_a_phone_draft_shows_its_transcript_and_recording_and_is_accepted(live_s
 
     live_server.add_user("desk1", PASSWORD, "frontdesk")
     login(browser_a, live_server, "desk1")
-    wait(browser_a, lambda d: number in css(d, "body").text, message="the phone draft is not in the queue")
-    assert "待审核" in css(browser_a, "body").text
+    wait(browser_a, lambda d: number in text_of(d, "body"), message="the phone draft is not in the queue")
+    assert "待审核" in text_of(browser_a, "body")
     open_ticket(browser_a, live_server, ticket_id)
     unsure = wait(browser_a, shown("mark.low-conf"))
     assert unsure.text == "水龙头" and "0.41" in unsure.get_attribute("title")
-    assert "来电人已确认：地址" in css(browser_a, "#calls-view").text
+    assert "来电人已确认：地址" in text_of(browser_a, "#calls-view")
     audio = css(browser_a, "audio.recording")
     playable = browser_a.execute_async_script("""
         const [audio, done] = arguments;
@@ -578,7 +591,7 @@ def test_the_manager_sees_the_roster_its_empty_slots_in_red_and_records_leave(li
 
     css(browser_a, "#override-form button[type=submit]").click()  # nothing filled in: said per field
     wait(browser_a, shown("#override-form .field-error"))
-    assert "请填写时间" in css(browser_a, "#override-form").text
+    assert "请填写时间" in text_of(browser_a, "#override-form")
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -619,10 +632,10 @@ def test_the_manager_sees_the_follow_ups_the_unhappy_one_to_handle_and_plays_a_c
             followup.record_answers(session, followup_id, said, call.id, now, settings)
 
     login(browser_a, live_server, "boss", page="/manager")
-    kpis = wait(browser_a, lambda d: "回访率" in css(d, "#followup-kpis").text and css(d, "#followup-kpis"))
+    kpis = wait(browser_a, lambda d: "回访率" in text_of(d, "#followup-kpis") and css(d, "#followup-kpis"))
     assert kpis.text.split("\n") == ["100%", "回访率", "2 / 2 次维修已回访", "50%", "满意率", "1 / 2 次回访满意",
                                      "50%", "返修率", "1 / 2 次维修返修"]
-    assert "张师傅" in css(browser_a, "#followup-breakdown").text
+    assert "张师傅" in text_of(browser_a, "#followup-breakdown")
     attention = css_all(browser_a, "#followup-attention tbody tr")
     assert len(attention) == 1
     cells = attention[0].find_elements("css selector", "td")
@@ -701,7 +714,7 @@ def test_a_stale_ticket_page_is_told_what_changed_instead_of_overwriting_it(live
     login(browser_b, live_server, "zhang", page="/engineer")  # meanwhile 张师傅 takes the job on his phone
     assert call(browser_b, "POST", f"/api/tickets/{ticket['id']}/transitions", {"to": "accepted"})["status"] == 200
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    error = wait(browser_a, lambda d: css(d, "#action-form-area .form-error").text or False)
+    error = wait(browser_a, lambda d: text_of(d, "#action-form-area .form-error") or False)
     assert "刚被其他人修改" in error and "接单" in error and "zhang" in error
     shown_now = call(browser_a, "GET", f"/api/tickets/{ticket['id']}")["data"]
     assert (shown_now["status"], shown_now["engineer_name"]) == ("accepted", "张师傅")  # nothing overwritten
@@ -730,5 +743,5 @@ def test_the_admin_reads_who_played_which_recording_in_the_audit_log(live_server
     assert any(row.split()[2:4] == ["登录", "admin"] for row in rows), rows
     choose(css(browser_a, "#audit-action"), "播放/下载录音")
     css(browser_a, "#audit-form button[type=submit]").click()
-    wait(browser_a, lambda d: css(d, "#audit-summary").text.startswith("共 1 条"))
+    wait(browser_a, lambda d: text_of(d, "#audit-summary").startswith("共 1 条"))
     screenshot(browser_a, "manager-audit")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.callback_list import record_abandoned
-from tests.test_browser import PASSWORD, browser_a, browsers, call, css, css_all, login, wait  # noqa: F401
+from tests.test_browser import PASSWORD, browser_a, browsers, call, css, css_all, login, text_of, wait  # noqa: F401
 from tests.test_callback_list import NUMBER, abandoned_call
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
@@ -33,11 +33,11 @@ def test_the_desk_sees_who_gave_up_and_marks_a_number_called_back(live_server, b
     cells = [td.text for td in repeated.find_elements("css selector", "td")]
     assert cells[0] == NUMBER and cells[2] == "2" and cells[3] == "按键 1 后挂机"
     assert len(repeated.find_elements("css selector", "button.play")) == 2  # each call's recording
-    assert css(driver, "#callbacks-count").text == "（2）"
+    assert text_of(driver, "#callbacks-count") == "（2）"
 
     next(b for b in repeated.find_elements("css selector", "button.mark") if b.text == "已回拨").click()
     wait(driver, lambda d: len(rows(d)) == 1, message="the row called back stayed on the list")
-    assert "已回拨" in css(driver, "#callbacks-status").text
+    assert "已回拨" in text_of(driver, "#callbacks-status")
     listed = call(driver, "GET", "/api/callbacks")["data"]
     assert [(i["number"], i["status"], i["resolved_by"]) for i in listed["resolved"]] == [
         (NUMBER, "called_back", "qiantai")]

@@ -27,6 +27,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     new_ticket,
     open_ticket,
     shown,
+    text_of,
     wait,
 )
 
@@ -68,9 +69,9 @@ def test_the_desk_starts_a_call_out_and_watches_it_go_down_the_chain(browser_a, 
     open_ticket(driver, live_server, ticket["id"])
 
     wait(driver, shown("#callout-start")).click()
-    wait(driver, lambda d: css(d, "#callout-state").text == "呼叫中")
+    wait(driver, lambda d: text_of(d, "#callout-state") == "呼叫中")
     # No [[lines]] named "outbound" in these settings: nobody would be dialled, and the page says so.
-    assert "未配置外呼线路" in css(driver, "#callout-panel [role=alert]").text
+    assert "未配置外呼线路" in text_of(driver, "#callout-panel [role=alert]")
     assert not css_all(driver, "#callout-start")  # one call-out at a time
 
     dialler_turn(live_server, Outcome.NO_ANSWER, 20)
@@ -82,6 +83,6 @@ def test_the_desk_starts_a_call_out_and_watches_it_go_down_the_chain(browser_a, 
 
     driver.execute_script("window.prompt = () => '已电话联系到李工';")
     css(driver, "#callout-stop").click()
-    wait(driver, lambda d: css(d, "#callout-state").text == "已停止", message=css(driver, "#callout-panel").text)
-    wait(driver, lambda d: "停止紧急呼叫" in css(d, "#timeline").text)
-    assert "紧急呼叫" in css(driver, "#timeline").text and css(driver, "#callout-start").text == "重新紧急派单"
+    wait(driver, lambda d: text_of(d, "#callout-state") == "已停止", message=text_of(driver, "#callout-panel"))
+    wait(driver, lambda d: "停止紧急呼叫" in text_of(d, "#timeline"))
+    assert "紧急呼叫" in text_of(driver, "#timeline") and text_of(driver, "#callout-start") == "重新紧急派单"

@@ -22,6 +22,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     screenshot,
     shown,
     text_is,
+    text_of,
     wait,
 )
 
@@ -60,7 +61,7 @@ def test_the_resident_signs_the_price_before_the_paid_repair_is_completed(live_s
     form = wait(browser_b, shown(f"#act-{ticket['id']}-form"))
     form.find_element("name", "actual_item").send_keys("更换水龙头")
     form.find_element("css selector", "button[type=submit]").click()
-    wait(browser_b, lambda d: "有偿服务须先取得业主对报价的同意" in css(d, f"#act-{ticket['id']}-form .form-error").text)
+    wait(browser_b, lambda d: "有偿服务须先取得业主对报价的同意" in text_of(d, f"#act-{ticket['id']}-form .form-error"))
     form.find_element("xpath", ".//button[normalize-space()='取消']").click()
 
     css(browser_b, f"{card} button[data-consent='sign']").click()
@@ -73,7 +74,7 @@ def test_the_resident_signs_the_price_before_the_paid_repair_is_completed(live_s
     sign(browser_b, css(browser_b, f"#consent-{ticket['id']}-pad"))
     screenshot(browser_b, "engineer-consent")
     consent_form.find_element("css selector", "button[value=agree]").click()
-    wait(browser_b, lambda d: css(d, f"{card} .consent-state").text.startswith("业主已同意报价 58.50 元（现场签字，王女士，"))
+    wait(browser_b, lambda d: text_of(d, f"{card} .consent-state").startswith("业主已同意报价 58.50 元（现场签字，王女士，"))
 
     stored = call(browser_b, "GET", f"/api/tickets/{ticket['id']}/consents")["data"]
     assert stored["consented"] and stored["consents"][0]["amount_fen"] == 5850
@@ -97,8 +98,9 @@ def test_the_resident_signs_the_price_before_the_paid_repair_is_completed(live_s
 
     # The desk's ticket page keeps who agreed to what, how and when, after the work is done.
     open_ticket(browser_a, live_server, ticket["id"])
-    record = wait(browser_a, shown("#consent-panel .consent-records li"))
-    assert "业主同意报价 58.50 元（现场签字，王女士；记录：zhang）" in record.text
-    assert record.find_element("link text", "查看签名").get_attribute("href").endswith(
+    record = "#consent-panel .consent-records li"
+    wait(browser_a, lambda d: "业主同意报价 58.50 元（现场签字，王女士；记录：zhang）" in text_of(d, record))
+    link = wait(browser_a, lambda d: css(d, f"{record} a").get_attribute("href"))  # (re-read: pages re-render live)
+    assert "查看签名" in text_of(browser_a, f"{record} a") and link.endswith(
         f"/api/tickets/{ticket['id']}/consents/{stored['consents'][0]['id']}/signature")
     assert not css_all(browser_a, "#consent-panel button[data-consent]")  # completed: nothing left to ask

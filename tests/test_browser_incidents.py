@@ -16,6 +16,7 @@ from tests.test_browser import (  # noqa: F401 (fixtures)
     login,
     new_ticket,
     shown,
+    text_of,
     wait,
 )
 
@@ -32,7 +33,7 @@ def test_the_desk_declares_an_outage_from_a_ticket_sees_its_callers_and_closes_i
     wait(browser_a, lambda d: css(d, "#in-buildings").get_attribute("value") == "3")
     assert css(browser_a, "#in-kind").get_attribute("value") == "water"
     css(browser_a, "#incident-form button[type=submit]").click()
-    wait(browser_a, lambda d: "停水" in css(d, "#incident-list").text, message="the incident is not listed")
+    wait(browser_a, lambda d: "停水" in text_of(d, "#incident-list"), message="the incident is not listed")
     row = css(browser_a, "#incident-list tr[data-id]")
     assert "3号楼" in row.text and "正在抢修" in row.text and "1 人来电" in row.text  # the ticket is its first
 
@@ -42,15 +43,15 @@ def test_the_desk_declares_an_outage_from_a_ticket_sees_its_callers_and_closes_i
         incidents.attach_call(session, incident, at=incident.opened_at, phone="13900139000", call_record_id=None,
                               place=Place("3", "1", "0502"), words="我家也没水了", how="caller_id")
     browser_a.refresh()
-    wait(browser_a, lambda d: "2 人来电" in css(d, "#incident-list").text)
+    wait(browser_a, lambda d: "2 人来电" in text_of(d, "#incident-list"))
     css(browser_a, "#incident-list .caller-count button").click()
-    wait(browser_a, lambda d: "我家也没水了" in css(d, "#incident-callers").text)
+    wait(browser_a, lambda d: "我家也没水了" in text_of(d, "#incident-callers"))
 
     browser_a.execute_script("window.confirm = () => true")
     [close_and_call] = [b for b in browser_a.find_elements("css selector", "#incident-list button")
                         if b.text == "关闭并回电"]
     close_and_call.click()
-    wait(browser_a, lambda d: "已关闭" in css(d, "#incident-list").text, message="not closed")
+    wait(browser_a, lambda d: "已关闭" in text_of(d, "#incident-list"), message="not closed")
     shown_incident = call(browser_a, "GET", f"/api/incidents/{incident_id}")["data"]
     assert not shown_incident["open"] and shown_incident["call_back"]
     assert sorted(c["call_back_state"] for c in shown_incident["callers"]) == ["pending", "pending"]

@@ -21,6 +21,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     login,
     screenshot,
     shown,
+    text_of,
     wait,
 )
 
@@ -96,7 +97,7 @@ def test_the_form_proposes_the_clerk_takes_overrules_one_and_saves(live_server, 
     room.send_keys("1102")
     assert "proposed" not in room.get_attribute("class")
     wait(driver, lambda d: proposals(d)["address"][1] == "kept")
-    assert "表单已填「3号楼2单元1102」，未覆盖" in css(driver, "#nt-proposal-list li[data-key=address]").text
+    assert "表单已填「3号楼2单元1102」，未覆盖" in text_of(driver, "#nt-proposal-list li[data-key=address]")
 
     ticket = save(driver)
     assert (ticket["category"], ticket["urgency"]) == ("plumbing", "emergency")
@@ -152,5 +153,5 @@ def test_ignored_proposals_stay_away_until_the_description_says_more(live_server
     assert selected(driver, "#nt-category") == "其他"  # not taken
     assert proposals(driver)["category"] == ("电路", "open")
     # The phone went to the directory like a typed one: not a resident here.
-    wait(driver, lambda d: css(d, "#nt-phone-hint").text == "住户名录中没有这个号码")
+    wait(driver, lambda d: text_of(d, "#nt-phone-hint") == "住户名录中没有这个号码")
     screenshot(driver, "desk-proposals")  # last: the picture changes the layout under the next click

@@ -27,6 +27,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     new_ticket,
     open_ticket,
     shown,
+    text_of,
     wait,
 )
 
@@ -54,8 +55,8 @@ def test_the_manager_handles_a_complaint_and_the_desk_stops_a_late_arrivals_call
     wait(browser_a, shown("#complaint-handled"))
     css(browser_a, "#complaint-note").send_keys("已致电住户道歉")
     css(browser_a, "#complaint-handled").click()
-    wait(browser_a, lambda d: "投诉（已处理）" in css(d, "#watch-panel").text)
-    assert "boss" in css(browser_a, "#watch-panel").text and "已致电住户道歉" in css(browser_a, "#watch-panel").text
+    wait(browser_a, lambda d: "投诉（已处理）" in text_of(d, "#watch-panel"))
+    assert "boss" in text_of(browser_a, "#watch-panel") and "已致电住户道歉" in text_of(browser_a, "#watch-panel")
 
     late = new_ticket(browser_a, description="厨房水管爆了", urgency="emergency")
     move(browser_a, late["id"], "dispatched", engineer_id=engineer)
@@ -71,5 +72,5 @@ def test_the_manager_handles_a_complaint_and_the_desk_stops_a_late_arrivals_call
     assert "晚到" in row.text
     open_ticket(browser_a, live_server, late["id"])
     wait(browser_a, shown("#eta-call-stop")).click()
-    wait(browser_a, lambda d: "前台已取消致电" in css(d, "#watch-panel").text)
+    wait(browser_a, lambda d: "前台已取消致电" in text_of(d, "#watch-panel"))
     assert call(browser_a, "GET", f"/api/tickets/{late['id']}")["data"]["eta_slip"]["status"] == "stopped"
