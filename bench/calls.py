@@ -131,6 +131,16 @@ def largest_gap_ms(packets: list[tuple[float, RtpPacket]]) -> float:
     return 1000 * max((b - a for a, b in pairwise(times)), default=0.0)
 
 
+def fresh_site(prefix: str):
+    """A new data directory and SQLite database, migrated: (work dir, settings, engine, sessions)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    base = load_settings(environ={"CALLCENTER_DATA_DIR": str(work / "data")})
+    settings = replace(base, database=DatabaseSettings(url=f"sqlite:///{work / 'callcenter.db'}"))
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    return work, settings, engine, make_session_factory(engine)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", default="5,10,20,40", help="simultaneous calls per round, comma separated")
@@ -154,12 +164,7 @@ def main() -> None:
         from callcenter.sip import rtp
         rtp.OUTGOING_FRAMES = args.queue_frames
 
-    work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
-    base = load_settings(environ={"CALLCENTER_DATA_DIR": str(work / "data")})
-    settings = replace(base, database=DatabaseSettings(url=f"sqlite:///{work / 'callcenter.db'}"))
-    engine = make_engine(settings.database_url)
-    migrate.upgrade(engine)
-    sessions = make_session_factory(engine)
+    work, settings, engine, sessions = fresh_site("bench-calls-")
     with sessions() as session, session.begin():
         session.add(Resident(**RESIDENT))
 
@@ -288,12 +293,7 @@ def outage_round() -> None:
     from core.tickets import Role
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    work = Path(tempfile.mkdtemp(prefix="bench-outage-"))
-    base = load_settings(environ={"CALLCENTER_DATA_DIR": str(work / "data")})
-    settings = replace(base, database=DatabaseSettings(url=f"sqlite:///{work / 'callcenter.db'}"))
-    engine = make_engine(settings.database_url)
-    migrate.upgrade(engine)
-    sessions = make_session_factory(engine)
+    work, settings, engine, sessions = fresh_site("bench-outage-")
     phones = [f"138001{n:05d}" for n in range(OUTAGE_CALLERS)]
     now = datetime.now(UTC)
     with sessions() as session, session.begin():

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from aiohttp import web
 from sqlalchemy import select
 
+from callcenter.web.api_tickets import ticket_id_of, visible_ticket
 from callcenter.web.context import (
     allow,
     current_user,
@@ -39,17 +40,6 @@ FIELD_ROLES = (Role.ENGINEER, Role.FRONTDESK, Role.MANAGER)
 CONSENT_CALLS = web.AppKey("consent_calls", object)
 PlaceConsentCall = Callable[[int, int, str], None]
 DATA_URL_PREFIX = "data:image/png;base64,"
-
-
-def ticket_id_of(request: web.Request) -> int:
-    return int(request.match_info["ticket_id"])
-
-
-def visible_ticket(session, ticket_id: int, user):
-    ticket = desk.get_ticket(session, ticket_id)
-    if not desk.can_see(ticket, user.actor):
-        raise desk.NotFound(f"维修单 {ticket_id} 不存在")
-    return ticket
 
 
 def parse_signature(raw: object) -> bytes:

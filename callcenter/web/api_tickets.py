@@ -99,9 +99,12 @@ async def create_ticket(request: web.Request) -> web.Response:
     return json_response(ticket, 201)
 
 
-def _visible(ticket, user) -> None:
+def visible_ticket(session, ticket_id: int, user):
+    """The ticket, if this user may see it (an engineer only their own); else NotFound, as if absent."""
+    ticket = desk.get_ticket(session, ticket_id)
     if not desk.can_see(ticket, user.actor):
-        raise NotFound(f"维修单 {ticket.id} 不存在")
+        raise NotFound(f"维修单 {ticket_id} 不存在")
+    return ticket
 
 
 def seen_version(body: dict[str, Any]) -> int | None:
@@ -127,8 +130,7 @@ async def get_ticket(request: web.Request) -> web.Response:
     ticket_id = ticket_id_of(request)
 
     def work(session):
-        ticket = desk.get_ticket(session, ticket_id)
-        _visible(ticket, user)
+        ticket = visible_ticket(session, ticket_id, user)
         return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
 
     return json_response(await run_db(request, work))
@@ -186,8 +188,7 @@ async def move_ticket(request: web.Request) -> web.Response:
     move = parse_transition(body, settings.tz)
 
     def work(session):
-        ticket = desk.get_ticket(session, ticket_id)
-        _visible(ticket, user)
+        ticket = visible_ticket(session, ticket_id, user)
         before = ticket.status
         moves.move_ticket(session, ticket, move, user.actor, at, settings, seen_version=seen)
         log.info("ticket %s %s -> %s by %s", ticket.number, before, ticket.status, user.username)
@@ -227,8 +228,7 @@ async def add_note(request: web.Request) -> web.Response:
         raise ValidationError({"note": "备注应为文字"})
 
     def work(session):
-        ticket = desk.get_ticket(session, ticket_id)
-        _visible(ticket, user)
+        ticket = visible_ticket(session, ticket_id, user)
         desk.add_note(session, ticket, note, user.actor, at)
         return ticket_json(ticket, settings.tz, at, user.role, with_events=True)
 
