@@ -107,7 +107,7 @@ def hostile(target: tuple[str, int], rate: float, seconds: float, bombs: int, pi
     started = time.monotonic()
     stranger.flood(rate, seconds).join()
     flooded = time.monotonic()
-    stranger.bombs(bombs)
+    stranger.bombs(bombs, every=0)  # a burst, as an attacker sends them
     pipe.send((started, flooded, time.monotonic(), stranger.sent))
     stranger.stop()
 

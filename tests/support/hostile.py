@@ -51,10 +51,13 @@ class Stranger:
         except OSError:  # a full send buffer: the flood only gets more polite
             time.sleep(0.001)
 
-    def bombs(self, count: int, size: int = 64000) -> None:
+    def bombs(self, count: int, size: int = 64000, every: float = 0.02) -> None:
+        """``count`` header bombs, ``every`` seconds apart: a burst of 64 KB datagrams overflows the
+        kernel's receive buffer (about three fit), and a dropped bomb tests nothing."""
         bomb = self.header_bomb(size)
         for _ in range(count):
             self.send(bomb)
+            time.sleep(every)
 
     def flood(self, rate: float, seconds: float) -> threading.Thread:
         """Scanner INVITEs at ``rate`` per second for ``seconds``, on a thread (``wait`` for it)."""
