@@ -118,7 +118,7 @@ def test_answer_comes_without_the_one_second_sleep(make_line, sipp, tmp_path):
     run = sipp.run("caller", line.config.listen, port=sipp_port,
                    params={"pcap": write_pcap(tmp_path / "s.pcap", tone(440, 0.1)), "hold_ms": 200})
     [answer_ms] = run.response_times_ms()
-    assert answer_ms < 500, f"INVITE -> 200 OK took {answer_ms} ms"
+    assert answer_ms < 800, f"INVITE -> 200 OK took {answer_ms} ms"  # the defect adds 1 s; margin for a loaded box
 
 
 def test_caller_audio_reaches_the_flow_as_16_bit_pcm(make_line, sipp, tmp_path, speech):
@@ -159,7 +159,7 @@ def test_a_key_barges_in_on_a_prompt(make_line, sipp, tmp_path):
              params={"pcap": write_pcap(tmp_path / "key.pcap", bytes(1600), digits="9", digits_at=0.4),
                      "hold_ms": 1500})
     outcome, seconds, key = flow.result()
-    assert (outcome, key) == (PlayOutcome.BARGED_IN, "9") and seconds < 2.0
+    assert (outcome, key) == (PlayOutcome.BARGED_IN, "9") and seconds < 4.0  # the key came at 0.4 s of an 8 s tone
 
 
 def test_pcma_call_encodes_and_decodes_a_law(make_line, sipp, tmp_path):

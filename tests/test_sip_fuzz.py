@@ -131,12 +131,12 @@ def test_mutated_messages_never_break_the_line(line, messages):
     one message per example take twice as long)."""
     for data, source, fresh in messages:
         data = fresh_call_id(data) if fresh else data
-        started = time.perf_counter()
+        started = time.thread_time()  # CPU time: a loaded CI box may park this thread for longer
         try:
             SipMessage.parse(data)
         except BadMessage:
             pass
-        parsed = time.perf_counter() - started
+        parsed = time.thread_time() - started
         assert parsed < 0.05, f"{len(data)} bytes took {1000 * parsed:.1f} ms to parse"
         line.endpoint.dispatch(data, source)  # raises nothing, whatever came
         assert "handler_error" not in line.guard.counts
