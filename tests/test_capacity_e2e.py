@@ -11,7 +11,7 @@ from __future__ import annotations
 from callcenter.asr.capacity import StreamSlots
 from callcenter.kamailio_config import NEXT_NODE_HEADER
 from core.intake import PENDING_DESCRIPTION
-from tests.support.e2e import db_url, located, one, prompts, time_limit, voices  # noqa: F401 (fixtures)
+from tests.support.e2e import RECORDING_OFFSET, db_url, located, one, prompts, time_limit, voices  # noqa: F401 (fixtures)
 from tests.support.hotline_caller import CallerScript, SpokenScripts
 from tests.support.sip import LOOPBACK, free_udp_ports, sipp  # noqa: F401 (fixture)
 from tests.test_hotline_e2e import LEAK, STRANGER, call_hotline, finished, make_hotline  # noqa: F401 (fixture)
@@ -64,7 +64,7 @@ def test_a_full_node_refuses_what_another_node_can_take_and_answers_the_rest_on_
     problem = one(record.transcript["utterances"], "utterance")
     assert (problem["step"], problem["text"], problem["words"]) == ("problem", "", [])  # recorded, not recognised
     at = located(hotline.recording(record), leak)  # the desk hears the problem in the call's recording
-    assert abs(at - speech_start) < 0.5 and at - 0.3 <= problem["start"] <= at + 0.3, problem
+    assert abs(at - speech_start) < RECORDING_OFFSET and at - 0.3 <= problem["start"] <= at + 0.3, problem
 
     health = telephony.health()["recognisers"]
     assert health == {"max_streams": 1, "in_use": 0, "refused_full": 1, "answered_without_speech": 1}, health

@@ -40,7 +40,7 @@ from core.calls import CallLog
 from core.intake import PENDING_DESCRIPTION, PhoneDrafts
 from core.settings import DatabaseSettings, load_settings
 from core.store import CallRecord, Resident, Ticket, TicketEvent, make_engine, make_session_factory
-from tests.support.e2e import db_url, located, one, plain, prompts, time_limit, voices  # noqa: F401 (fixtures)
+from tests.support.e2e import RECORDING_OFFSET, db_url, located, one, plain, prompts, time_limit, voices  # noqa: F401 (fixtures)
 from tests.support.hotline_caller import CallerScript, SpokenScripts, read_recording, utterance_script
 from tests.support.metrics import character_error_rate
 from tests.support.sip import LOOPBACK, REQUIRE_SIP, Sipp, free_udp_ports, kamailio, require, sipp  # noqa: F401
@@ -242,7 +242,7 @@ def test_resident_confirms_by_key_and_reports_a_repair(make_hotline, sipp, tmp_p
     assert problem["text"] == ticket.description
     recording = hotline.recording(record)
     at = located(recording, caller.spoken("problem").pcm)
-    assert abs(at - caller.spoken("problem").start) < 0.5  # the recording starts at the answer
+    assert abs(at - caller.spoken("problem").start) < RECORDING_OFFSET  # the recording starts at the answer
     speech_end = at + len(leak) / 16000
     assert problem["start"] <= at + 0.3 and speech_end - 0.3 <= problem["end"] <= speech_end + 0.6, problem
     if chinese_model is None:
@@ -361,7 +361,7 @@ def test_caller_who_hangs_up_during_the_description_leaves_a_draft_with_the_part
     recording = hotline.recording(record)
     assert 11.0 <= len(recording) / 16000 <= 12.2
     said = leak[:16000 * 3 // 2 // 320 * 320]  # the first 1.5 s of the sentence, all there
-    assert abs(located(recording, said) - 9.5) < 0.5
+    assert abs(located(recording, said) - 9.5) < RECORDING_OFFSET
 
 
 # ---------------------------------------------------------------- (g) garbage on the SIP port, then a call
@@ -453,7 +453,7 @@ def test_without_a_speech_model_the_address_is_keyed_and_the_description_kept_in
     problem = one(record.transcript["utterances"], "utterance")
     assert (problem["step"], problem["text"], problem["words"]) == ("problem", "", [])
     at = located(hotline.recording(record), leak)
-    assert abs(at - speech_start) < 0.5
+    assert abs(at - speech_start) < RECORDING_OFFSET
     # the span the desk's ▶ button plays is the caller's description
     assert at - 0.3 <= problem["start"] <= at + 0.3, problem
     assert at + len(leak) / 16000 - 0.3 <= problem["end"] <= at + len(leak) / 16000 + 0.5, problem
@@ -678,5 +678,5 @@ def test_a_six_minute_call_does_not_drop(long_call):
     # No audio lost or shifted in six minutes: the last sentence is in the recording, where it was said.
     recording = hotline.recording(record)
     last = [said for said in long_call.caller.said if said.label.startswith("chat-")][-1]
-    assert abs(located(recording, last.pcm, after=last.start - 5) - last.start) < 0.5
+    assert abs(located(recording, last.pcm, after=last.start - 5) - last.start) < RECORDING_OFFSET
     assert len(run_received := long_call.run.received("BYE")) == 1, run_received

@@ -45,7 +45,7 @@ from core.incident_service import IncidentCalls
 from core.settings import DatabaseSettings, load_settings
 from core.store import CallRecord, Engineer, FollowUp, Ticket, TicketEvent, make_engine, make_session_factory
 from core.tickets import Role, Status, TransitionRequest
-from tests.support.e2e import located, one, plain, prompts, time_limit, voices  # noqa: F401
+from tests.support.e2e import RECORDING_OFFSET, located, one, plain, prompts, time_limit, voices  # noqa: F401
 from tests.support.hotline_caller import CallerScript, SpokenScripts, read_recording, utterance_script
 from tests.support.sip import LOOPBACK, REQUIRE_SIP, Sipp, free_udp_ports, require
 
@@ -297,7 +297,7 @@ def test_unhappy_resident_leaves_a_comment_that_is_transcribed_and_in_the_record
     assert follow_up.steps() == [("resolved", "", "2"), ("rating", "不满意", ""), ("comment", COMMENT, "")]
     comment = follow_up.resident.script.spoken("comment")
     at = located(follow_up.recording(), comment.pcm)
-    assert abs(at - comment.start) < 0.5  # the recording starts at the answer
+    assert abs(at - comment.start) < RECORDING_OFFSET  # the recording starts at the answer
     assert abs(answers.comment_start - at) < 0.3  # the console's ▶ plays the comment
     assert follow_up.resident.speech.left == 0
 
