@@ -286,7 +286,7 @@ def test_unknown_caller_refuses_the_read_back_then_keys_the_address(make_hotline
     telephony = hotline.telephony(mode="register", server=proxy.address, user="hotline", register_expires=60)
     health = telephony.health()
     assert health["up"] and health["lines"]["hotline"]["state"] == "registered", health
-    assert proxy.output.wait_for(r"REGISTERED hotline", timeout=2)
+    assert proxy.output.wait_for(r"REGISTERED hotline", timeout=10)
 
     caller = CallerScript()
     caller.keys(1.0, "1")

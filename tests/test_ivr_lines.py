@@ -391,7 +391,7 @@ def test_bye_behind_a_record_routing_proxy_carries_the_route_set(make_line, kama
     line.start()
     sipp.run("caller_hung_up_on", proxy.address, params={"proxy_port": proxy.port})
     flow.result()
-    assert proxy.output.wait_for(r"LOOSE-ROUTED BYE", timeout=2)
+    assert proxy.output.wait_for(r"LOOSE-ROUTED BYE", timeout=10)
 
 
 # ---------------------------------------------------------------- outbound calls (SIPp answers)
@@ -423,7 +423,7 @@ def test_outbound_invite_answers_a_407_challenge(make_line, kamailio, sipp):
     assert proxy.output.count("CHALLENGE INVITE") == 1
     call.hangup()
     assert callee.wait(10) == 0, callee.report()
-    assert proxy.output.wait_for(r"LOOSE-ROUTED BYE", timeout=2)
+    assert proxy.output.wait_for(r"LOOSE-ROUTED BYE", timeout=10)
 
 
 def test_dial_fails_cleanly_when_refused_or_unanswered(make_line, sipp):

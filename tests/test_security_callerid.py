@@ -46,7 +46,7 @@ def test_a_forged_caller_id_hears_no_stored_address_and_does_not_get_it(make_hot
     hotline.add_resident(**RESIDENT)
     proxy = kamailio("WITH_RECORD_ROUTE")
     hotline.telephony(mode="register", server=proxy.address, user="hotline", register_expires=60)
-    assert proxy.output.wait_for(r"REGISTERED hotline", timeout=2)
+    assert proxy.output.wait_for(r"REGISTERED hotline", timeout=10)
 
     caller = CallerScript()
     caller.keys(1.0, "1")  # 报修
