@@ -12,8 +12,8 @@ export CALLCENTER_REQUIRE_POSTGRES=1 CALLCENTER_REQUIRE_BROWSER=1 CALLCENTER_REQ
 # so four workers share the two cores, one file per worker so that a file's fixtures stay together,
 # in collection order (tests/conftest.py puts the longest files first; xdist would otherwise start
 # the files with the most tests first, and the six-minute call last). The tests marked `serial`
-# measure time or failover and run afterwards with the machine to themselves. Exit code 5 is "nothing selected" (a file given as an
-# argument may have no test of one kind).
+# measure time or failover and run afterwards with the machine to themselves. Exit code 5 is
+# "nothing selected" (a file given as an argument may have no test of one kind).
 run_pytest() {
   local status=0
   .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || status=$?
