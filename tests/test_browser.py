@@ -157,6 +157,14 @@ def text_of(driver, selector):
     return css(driver, selector).text
 
 
+def cell_texts(driver, rows_selector) -> list[list[str]]:
+    """The cells' texts of the rows ``rows_selector`` finds, read in one go in the page: a live update
+    cannot replace a row between finding it and reading it."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])]"
+        ".map(row => [...row.querySelectorAll('td')].map(cell => cell.innerText.trim()));", rows_selector)
+
+
 def css_all(driver, selector):
     from selenium.webdriver.common.by import By
 

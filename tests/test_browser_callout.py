@@ -21,6 +21,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     PASSWORD,
     browser_a,
     browsers,
+    cell_texts,
     css,
     css_all,
     login,
@@ -53,8 +54,7 @@ def dialler_turn(server, outcome=None, rang=None):
 
 
 def attempt_rows(driver):
-    return [[cell.text for cell in row.find_elements("css selector", "td")]
-            for row in css_all(driver, "#callout-panel table.attempts tbody tr")]
+    return cell_texts(driver, "#callout-panel table.attempts tbody tr")
 
 
 def test_the_desk_starts_a_call_out_and_watches_it_go_down_the_chain(browser_a, live_server):

@@ -363,7 +363,9 @@ def test_registered_line_takes_calls_through_the_proxy(make_line, kamailio, sipp
     flow = Flow()
     line = make_line(flow, server=proxy.address, user="hotline", password="s3cret")
     line.start()
-    assert line.registered and proxy.output.count("CHALLENGE REGISTER") == 1
+    # Kamailio's log arrives through a pipe: wait for the line, then check it came once.
+    assert line.registered and proxy.output.wait_for("CHALLENGE REGISTER", timeout=10)
+    assert proxy.output.count("CHALLENGE REGISTER") == 1
     sipp.run("caller", proxy.address, params={"pcap": write_pcap(tmp_path / "s.pcap", tone(440, 0.2)), "hold_ms": 300})
     flow.result()
 
@@ -420,7 +422,7 @@ def test_outbound_invite_answers_a_407_challenge(make_line, kamailio, sipp):
     line = make_line(server=proxy.address, user="hotline", password="s3cret")
     line.start()
     call = line.dial(f"uas-{callee_port}", timeout=10)
-    assert proxy.output.count("CHALLENGE INVITE") == 1
+    assert proxy.output.wait_for("CHALLENGE INVITE", timeout=10) and proxy.output.count("CHALLENGE INVITE") == 1
     call.hangup()
     assert callee.wait(10) == 0, callee.report()
     assert proxy.output.wait_for(r"LOOSE-ROUTED BYE", timeout=10)
