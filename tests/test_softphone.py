@@ -154,7 +154,7 @@ def test_the_readme_walkthrough_with_baresip(tmp_path):
     finally:
         said = phone.stop()
         site.stop()
-    assert "403" not in said and "ua_connect failed" not in said
+    assert "403 Forbidden" not in said and "ua_connect failed" not in said
 
     engine = create_engine(site.database)
     with engine.connect() as connection:
