@@ -83,7 +83,7 @@ def test_serve_starts_on_embedded_defaults_and_answers(data_dir):
     env = os.environ | {"CALLCENTER_DATA_DIR": str(data_dir), "CALLCENTER_WEB_PORT": str(port)}
     server = subprocess.Popen(CLI + ["serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a fresh process on a loaded box
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1) as response:
