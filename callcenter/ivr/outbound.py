@@ -42,6 +42,10 @@ def dial(line: Line, phone: str, calls: CallLog, clock: Callable[[], datetime], 
         return Dialled(calls.record_finished(sip_call_id="", **record, outcome=outcome, ended_at=clock()),
                        outcome=outcome)
     log_context.note(call_id=call.call_id, line=line.name)
-    record_id = calls.open(sip_call_id=call.call_id, **record)
-    calls.update(record_id, answered_at=clock())
+    try:
+        record_id = calls.open(sip_call_id=call.call_id, **record)
+        calls.update(record_id, answered_at=clock())
+    except Exception:  # the database is away: nobody would run or close this call, so it ends here
+        call.hangup()
+        raise
     return Dialled(record_id, call)
